@@ -1,0 +1,282 @@
+"""Convolution (2-D and 1-D; groups incl. depthwise, strides, dilations, pads, auto_pad).
+
+Fast path: a blocked layout.  The input becomes ``Xc[n, cb, h, w, ci]`` (channels in blocks
+of ``bi``, zero-padded spatially), the output is computed as ``Yc[n, ob, oh, ow, oi]`` with
+``oi`` the 16 (AVX-512) or 8 (AVX2) lanes of a vector, and the weights are packed at
+compile time to ``[O/bo][I/bi][KH][KW][bi][bo]`` by two ``pack`` steps.  The default
+schedule holds a register tile of ``owt`` output pixels x ``nb`` channel blocks in
+accumulators and runs the broadcast-FMA step over (icb, kh, kw, ii).
+
+Grouped convolutions whose per-group channel counts do not fit the blocks, and depthwise
+ones, take their own paths (see ``_depthwise`` / ``_generic``).
+"""
+from __future__ import annotations
+
+import math
+
+from mlc.loop.expr import binary, const, logical_and, reduce_sum, select
+from mlc.loop.schedule import Schedule
+from mlc.loop.tensor import reduce_axis
+from mlc.registry import register, register_schedule
+
+
+# --------------------------------------------------------------------------------------
+# attributes
+# --------------------------------------------------------------------------------------
+
+def conv_geometry(ctx, spatial_in, kernel, spatial_out):
+    """(strides, dilations, pads_begin) with auto_pad resolved, for any number of dims."""
+    nd = len(kernel)
+    strides = list(ctx.attr("strides", [1] * nd))
+    dil = list(ctx.attr("dilations", [1] * nd))
+    auto = ctx.attr("auto_pad", "NOTSET")
+    if isinstance(auto, bytes):
+        auto = auto.decode()
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        begin = []
+        for i in range(nd):
+            total = max(0, (spatial_out[i] - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - spatial_in[i])
+            begin.append(total // 2 if auto == "SAME_UPPER" else total - total // 2)
+    elif auto == "VALID":
+        begin = [0] * nd
+    else:
+        pads = list(ctx.attr("pads", [0] * (2 * nd)))
+        begin = pads[:nd]
+    return strides, dil, begin
+
+
+def lanes(ctx) -> int:
+    return ctx.target.lanes_f32
+
+
+def _in_block(c: int, cap: int) -> int:
+    """Input-channel block: the largest divisor of c that is at most cap."""
+    if c <= cap:
+        return c
+    for b in range(cap, 0, -1):
+        if c % b == 0:
+            return b
+    return 1
+
+
+# --------------------------------------------------------------------------------------
+# the op
+# --------------------------------------------------------------------------------------
+
+@register("Conv", pattern="anchor")
+def conv(ctx):
+    x, w = ctx.input(0), ctx.input(1)
+    xs, ws = ctx.in_shape(0), ctx.in_shape(1)
+    if len(xs) not in (3, 4):
+        raise ctx.unsupported(f"{len(xs) - 2}-D convolution (only 1-D and 2-D are supported)")
+    if ctx.in_dtype(0) != "float32":
+        raise ctx.unsupported(f"Conv on {ctx.in_dtype(0)} (float32 only)")
+    one_d = len(xs) == 3
+    group = int(ctx.attr("group", 1))
+    out_shape = ctx.out_shape(0)
+    # view 1-D as 2-D with H = 1
+    N, C = xs[0], xs[1]
+    H, W = (1, xs[2]) if one_d else (xs[2], xs[3])
+    OC, ICg = ws[0], ws[1]
+    KH, KW = (1, ws[2]) if one_d else (ws[2], ws[3])
+    OH, OW = (1, out_shape[2]) if one_d else (out_shape[2], out_shape[3])
+    strides, dil, pb = conv_geometry(ctx, [W] if one_d else [H, W], [KW] if one_d else [KH, KW],
+                                     [OW] if one_d else [OH, OW])
+    if one_d:
+        strides, dil, pb = [1] + strides, [1] + dil, [0] + pb
+    geo = dict(N=N, C=C, H=H, W=W, OC=OC, ICg=ICg, KH=KH, KW=KW, OH=OH, OW=OW, group=group,
+               sh=strides[0], sw=strides[1], dh=dil[0], dw=dil[1], pt=pb[0], pl=pb[1], one_d=one_d)
+    bias = ctx.inputs[2] if ctx.has_input(2) else None
+    L = lanes(ctx)
+    OCg = OC // group
+    if group == 1 or (ICg % _in_block(ICg, L) == 0 and OCg % L == 0 and ICg >= 1 and group > 1 and ICg > 1):
+        return [_blocked(ctx, x, w, bias, geo, L)]
+    if ICg == 1 and OCg == 1:
+        return [_depthwise(ctx, x, w, bias, geo, L)]
+    return [_generic(ctx, x, w, bias, geo)]
+
+
+def _x_index(geo, n, c, h, w):
+    return (n, c, w) if geo["one_d"] else (n, c, h, w)
+
+
+def _padded_input(ctx, x, geo, bi, cb_count):
+    """Xc[n, cb, h, w, ci]: the input in channel blocks of bi, with the spatial zero padding."""
+    g = geo
+    Hp = (g["OH"] - 1) * g["sh"] + (g["KH"] - 1) * g["dh"] + 1
+    Wp = (g["OW"] - 1) * g["sw"] + (g["KW"] - 1) * g["dw"] + 1
+    C, H, W, pt, pl = g["C"], g["H"], g["W"], g["pt"], g["pl"]
+    zero = const(0.0, "float32")
+
+    def f(n, cb, h, w, ci):
+        c = cb * bi + ci
+        hh, ww = h - pt, w - pl
+        conds = []
+        if pt > 0 or Hp - pt > H:
+            conds += [hh >= 0, hh < H]
+        if pl > 0 or Wp - pl > W:
+            conds += [ww >= 0, ww < W]
+        if cb_count * bi > C:
+            conds.append(c < C)
+        if not conds:
+            return x[_x_index(g, n, c, hh, ww)]
+        safe = lambda v, hi: binary("min", binary("max", v, 0), hi - 1)
+        val = x[_x_index(g, n, safe(c, C), safe(hh, H), safe(ww, W))]
+        return select(logical_and(*conds), val, zero)
+
+    return ctx.compute((g["N"], cb_count, Hp, Wp, bi), f, "pad", axis_names=["n", "cb", "h", "w", "ci"],
+                       materialize=True)
+
+
+def _unblocked_output(ctx, yc, bias, geo, bo):
+    g = geo
+
+    def f(*idx):
+        if g["one_d"]:
+            n, c, ow = idx
+            oh = 0
+        else:
+            n, c, oh, ow = idx
+        v = yc[n, c // bo, oh, ow, c % bo]
+        if bias is not None:
+            v = v + bias[c]
+        return v
+
+    names = ["n", "c", "ow"] if g["one_d"] else ["n", "c", "oh", "ow"]
+    return ctx.compute(ctx.out_shape(0), f, "unblock", axis_names=names)
+
+
+def _blocked(ctx, x, w, bias, geo, L):
+    g = geo
+    group, OC, ICg = g["group"], g["OC"], g["ICg"]
+    OCg = OC // group
+    bo = L
+    bi = _in_block(ICg, L)
+    OB = -(-OC // bo)
+    CB = -(-g["C"] // bi)
+    xc = _padded_input(ctx, x, g, bi, CB)
+    icb = reduce_axis(ICg // bi, "icb")
+    kh = reduce_axis(g["KH"], "kh")
+    kw = reduce_axis(g["KW"], "kw")
+    ii = reduce_axis(bi, "ii")
+    sh, sw, dh, dw = g["sh"], g["sw"], g["dh"], g["dw"]
+    icb_per_group = ICg // bi
+
+    def f(n, ob, oh, ow, oi):
+        oc = ob * bo + oi
+        cb = icb if group == 1 else (ob * bo // OCg) * icb_per_group + icb
+        xv = xc[n, cb, oh * sh + kh * dh, ow * sw + kw * dw, ii]
+        wv = w[(oc, icb * bi + ii, kw) if g["one_d"] else (oc, icb * bi + ii, kh, kw)]
+        return reduce_sum(xv * wv, [icb, kh, kw, ii])
+
+    yc = ctx.compute((g["N"], OB, g["OH"], g["OW"], bo), f, "conv",
+                     axis_names=["n", "ob", "oh", "ow", "oi"])
+    return _unblocked_output(ctx, yc, bias, g, bo)
+
+
+def _depthwise(ctx, x, w, bias, geo, L):
+    """Depthwise: one filter per channel, vectorised across 16 channels of a block."""
+    g = geo
+    bo = L
+    CB = -(-g["C"] // bo)
+    xc = _padded_input(ctx, x, g, bo, CB)
+    kh = reduce_axis(g["KH"], "kh")
+    kw = reduce_axis(g["KW"], "kw")
+    sh, sw, dh, dw = g["sh"], g["sw"], g["dh"], g["dw"]
+
+    def f(n, cb, oh, ow, ci):
+        c = cb * bo + ci
+        wv = w[(c, 0, kw) if g["one_d"] else (c, 0, kh, kw)]
+        return reduce_sum(xc[n, cb, oh * sh + kh * dh, ow * sw + kw * dw, ci] * wv, [kh, kw])
+
+    yc = ctx.compute((g["N"], CB, g["OH"], g["OW"], bo), f, "dwconv",
+                     axis_names=["n", "ob", "oh", "ow", "oi"])
+    return _unblocked_output(ctx, yc, bias, g, bo)
+
+
+def _generic(ctx, x, w, bias, geo):
+    """Any grouping: direct NCHW computation (correct everywhere, not tuned for speed)."""
+    g = geo
+    ICg, OCg = g["ICg"], g["OC"] // g["group"]
+    ic = reduce_axis(ICg, "ic")
+    kh = reduce_axis(g["KH"], "kh")
+    kw = reduce_axis(g["KW"], "kw")
+    H, W = g["H"], g["W"]
+
+    def f(*idx):
+        if g["one_d"]:
+            n, oc, ow = idx
+            oh = 0
+        else:
+            n, oc, oh, ow = idx
+        h = oh * g["sh"] + kh * g["dh"] - g["pt"]
+        ww = ow * g["sw"] + kw * g["dw"] - g["pl"]
+        c = (oc // OCg) * ICg + ic
+        inb = logical_and(h >= 0, h < H, ww >= 0, ww < W)
+        safe = lambda v, hi: binary("min", binary("max", v, 0), hi - 1)
+        xv = select(inb, x[_x_index(g, n, c, safe(h, H), safe(ww, W))], const(0.0, "float32"))
+        wv = w[(oc, ic, kw) if g["one_d"] else (oc, ic, kh, kw)]
+        acc = reduce_sum(xv * wv, [ic, kh, kw])
+        return acc + bias[oc] if bias is not None else acc
+
+    names = ["n", "oc", "ow"] if g["one_d"] else ["n", "oc", "oh", "ow"]
+    return ctx.compute(ctx.out_shape(0), f, "gconv", axis_names=names)
+
+
+# --------------------------------------------------------------------------------------
+# default schedule of the blocked paths
+# --------------------------------------------------------------------------------------
+
+def conv_tile(ow: int, ob: int, regs: int = 32) -> tuple[int, int]:
+    """(owt, nb): output pixels x channel blocks held in accumulators."""
+    nb = 2 if ob % 2 == 0 else 1
+    best = None
+    for owt in range(min(ow, 28 // nb), 0, -1):
+        waste = (-ow) % owt
+        score = (waste / ow, -owt)
+        if best is None or score < best[0]:
+            best = (score, owt)
+    return best[1], nb
+
+
+@register_schedule("Conv")
+def conv_schedule(kernel, target):
+    from mlc.loop.auto_schedule import plan_kernel
+    from mlc.loop.tensor import Stage
+    conv_stage = next((s for s in kernel.stages if isinstance(s, Stage) and s.name in ("conv", "dwconv")), None)
+    if conv_stage is None:
+        return None
+    plan = plan_kernel(kernel, target)
+    s = Schedule()
+    # every other stage (padding, unblocking, epilogues) by the generic rules
+    knobs = plan.default_knobs(target)
+    for p, k in zip(plan.plans, knobs):
+        if p.stage is not conv_stage:
+            s = p.apply(s, k)
+    name = conv_stage.name
+    ext = {a.name: a.extent for a in conv_stage.axes}
+    owt, nb = conv_tile(ext["ow"], ext["ob"], target.num_vector_registers)
+    depthwise = name == "dwconv"
+    if depthwise:
+        nb = 1
+    s = s.split(name, "ow", owt)
+    outer = ["n", "ob", "oh", "ow.o"]
+    inner = ["ow.i"]
+    if nb > 1:
+        s = s.split(name, "ob", nb)
+        outer = ["n", "ob.o", "oh", "ow.o"]
+        inner = ["ow.i", "ob.i"]
+    red = [a.name for a in conv_stage.reduce_axes]
+    s = s.reorder(name, outer + red + inner + ["oi"])
+    for a in inner:
+        s = s.unroll(name, a)
+    s = s.vectorize(name, "oi")
+    wbuf = kernel.inputs[1].name
+    bi = next(a.extent for a in conv_stage.reduce_axes if a.name == "ii") if not depthwise else None
+    if depthwise:
+        s = s.pack(wbuf, 0, target.lanes_f32)
+    else:
+        s = s.pack(wbuf, 1, bi).pack(wbuf, 1, target.lanes_f32)
+    par = outer[:3]
+    s = s.fuse(name, par).parallel(name, "@".join(par))
+    return s

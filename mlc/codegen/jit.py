@@ -1,0 +1,110 @@
+"""LLVM IR text -> optimised object code -> callable machine code in this process.
+
+The object file is the unit of reuse: a compiled model keeps it, ``save`` writes it into
+an artifact, ``load`` maps it back without running LLVM's optimiser again, and
+``export_library`` links it into a shared object.  Code is position independent so the
+same bytes serve all three.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+
+import llvmlite.binding as llvm
+
+from ..errors import CodegenError
+from ..target import Target
+
+_lock = threading.Lock()
+_initialized = False
+
+
+def _init():
+    global _initialized
+    with _lock:
+        if not _initialized:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            llvm.initialize_native_asmparser()
+            _initialized = True
+
+
+def new_target_machine(target: Target) -> "llvm.TargetMachine":
+    _init()
+    t = llvm.Target.from_triple(target.triple)
+    return t.create_target_machine(cpu=target.cpu, features=target.features, opt=3,
+                                   reloc="pic", codemodel="default")
+
+
+@functools.lru_cache(maxsize=None)
+def target_machine(target: Target) -> "llvm.TargetMachine":
+    """A shared target machine for optimising and emitting (never handed to an engine)."""
+    return new_target_machine(target)
+
+
+def parse_and_optimize(ir_text: str, target: Target, opt_level: int = 3) -> "llvm.ModuleRef":
+    _init()
+    tm = target_machine(target)
+    try:
+        mod = llvm.parse_assembly(ir_text)
+        mod.verify()
+    except RuntimeError as exc:
+        raise CodegenError(f"LLVM rejected the generated IR (an mlc bug): {exc}") from None
+    mod.triple = target.triple
+    mod.data_layout = str(tm.target_data)
+    if opt_level > 0:
+        pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
+        pto.loop_vectorization = False     # vectorisation is explicit in our IR
+        pto.slp_vectorization = True
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(mod, pb)
+    return mod
+
+
+def compile_ir(ir_text: str, target: Target, opt_level: int = 3) -> bytes:
+    """Optimise and emit an object file for ``target``."""
+    mod = parse_and_optimize(ir_text, target, opt_level)
+    return target_machine(target).emit_object(mod)
+
+
+def assembly(ir_text: str, target: Target, opt_level: int = 3) -> str:
+    mod = parse_and_optimize(ir_text, target, opt_level)
+    return target_machine(target).emit_assembly(mod)
+
+
+def optimized_ir(ir_text: str, target: Target, opt_level: int = 3) -> str:
+    return str(parse_and_optimize(ir_text, target, opt_level))
+
+
+class LoadedCode:
+    """Machine code mapped into this process (an MCJIT engine holding one object file).
+
+    Call ``close()`` (after stopping any threads running the code) to release it.
+    """
+
+    def __init__(self, obj: bytes, target: Target):
+        _init()
+        # an MCJIT engine takes ownership of its target machine and frees it with itself,
+        # so each engine gets a machine of its own
+        tm = new_target_machine(target)
+        empty = llvm.parse_assembly("")
+        empty.triple = target.triple
+        self._engine = llvm.create_mcjit_compiler(empty, tm)
+        self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        self._engine.finalize_object()
+        self.target = target
+
+    def address(self, name: str) -> int:
+        addr = self._engine.get_function_address(name)
+        if not addr:
+            raise CodegenError(f"symbol {name!r} not found in the compiled code")
+        return addr
+
+    def function(self, name: str, restype, *argtypes):
+        return ctypes.CFUNCTYPE(restype, *argtypes)(self.address(name))
+
+    def close(self):
+        engine, self._engine = getattr(self, "_engine", None), None
+        if engine is not None:
+            engine.close()

@@ -1,0 +1,139 @@
+"""One LLVM module per compiled model: kernel functions, the thread pool, the entry point.
+
+Each lowered kernel becomes ``void <name>(ptr b0, ptr b1, ...)`` taking its buffers in
+``LoweredKernel.params()`` order.  A region whose outer loop is parallel is outlined into
+``<name>_r<k>(ptr b..., i64 begin, i64 end)`` and run through ``mlc_parallel_for`` via a
+small trampoline that unpacks the buffer pointers from a closure.
+
+The entry point runs the whole model in one native call::
+
+    void mlc_run(ptr inputs, ptr outputs, ptr arena, ptr weights)
+
+``inputs``/``outputs`` are arrays of pointers to the caller's arrays; every other buffer is
+an offset into the arena (activations, scratch) or the weights blob (constants).  Python
+calls it once per inference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import llvmlite.ir as ir
+
+from ..loop.expr import Var
+from ..loop.lower import LoweredKernel, Region
+from ..loop.stmt import For
+from ..target import Target
+from . import llvm_util as U
+from .emit import FunctionEmitter
+from .threadpool import add_thread_pool
+
+ENTRY = "mlc_run"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a buffer lives at run time: ("input", i) | ("output", i) | ("arena", off) | ("weights", off)."""
+
+    space: str
+    offset: int
+
+
+class ModuleBuilder:
+    def __init__(self, target: Target, name: str = "mlc_model"):
+        self.target = target
+        self.module = ir.Module(name=name)
+        self.module.triple = target.triple
+        add_thread_pool(self.module)
+        self.parallel_for = self.module.globals["mlc_parallel_for"]
+        self.kernels: list[ir.Function] = []
+        self._names: set = set()
+
+    # ------------------------------------------------------------------------------
+    def _unique(self, name: str) -> str:
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+        out, i = base, 0
+        while out in self._names or out in self.module.globals:
+            i += 1
+            out = f"{base}_{i}"
+        self._names.add(out)
+        return out
+
+    def add_kernel(self, lk: LoweredKernel, may_alias: frozenset = frozenset()) -> ir.Function:
+        """Emit one kernel.  ``may_alias``: param indices that may share memory (in-place)."""
+        params = lk.params()
+        name = self._unique(lk.name)
+        fn = ir.Function(self.module, ir.FunctionType(U.VOID, [U.PTR] * len(params)), name=name)
+        fn.linkage = "internal"
+        for i, arg in enumerate(fn.args):
+            if i not in may_alias:
+                arg.add_attribute("noalias")
+        fe = FunctionEmitter(self.module, fn, dict(zip(params, fn.args)), self.target.lanes_f32,
+                             self.target.has("fma"))
+        for k, region in enumerate(lk.regions):
+            if region.parallel:
+                self._emit_parallel_region(fe, fn, name, k, region, params, may_alias)
+            else:
+                fe.emit(region.stmt)
+        fe.finish()
+        self.kernels.append(fn)
+        return fn
+
+    def _emit_parallel_region(self, fe: FunctionEmitter, kfn: ir.Function, name: str, k: int,
+                              region: Region, params: list, may_alias: frozenset):
+        loop: For = region.stmt
+        n = len(params)
+        # the region body: for v in [begin, end): body
+        body_ty = ir.FunctionType(U.VOID, [U.PTR] * n + [U.I64, U.I64])
+        body_fn = ir.Function(self.module, body_ty, name=f"{name}_r{k}")
+        body_fn.linkage = "internal"
+        for i, arg in enumerate(body_fn.args[:n]):
+            if i not in may_alias:
+                arg.add_attribute("noalias")
+        inner = FunctionEmitter(self.module, body_fn, dict(zip(params, body_fn.args[:n])),
+                                self.target.lanes_f32, self.target.has("fma"))
+        begin, end = body_fn.args[n], body_fn.args[n + 1]
+        inner.serial_loop(loop.var, begin, end, lambda: inner.emit(loop.body))
+        inner.finish()
+        # trampoline: void(ptr closure, i64 begin, i64 end)
+        tramp = ir.Function(self.module, ir.FunctionType(U.VOID, [U.PTR, U.I64, U.I64]), name=f"{name}_r{k}_t")
+        tramp.linkage = "internal"
+        tb = ir.IRBuilder(tramp.append_basic_block())
+        clo = tramp.args[0]
+        ptrs = [tb.load(tb.gep(clo, [ir.Constant(U.I64, i)], source_etype=U.PTR), typ=U.PTR) for i in range(n)]
+        tb.call(body_fn, ptrs + [tramp.args[1], tramp.args[2]])
+        tb.ret_void()
+        # in the kernel: pack the pointers and dispatch
+        closure = fe.alloca(U.PTR, max(n, 1), name=f"closure{k}")
+        b = fe.b
+        for i, arg in enumerate(kfn.args):
+            b.store(arg, b.gep(closure, [ir.Constant(U.I64, i)], source_etype=U.PTR))
+        extent = fe.scalar(loop.extent)
+        b.call(self.parallel_for, [tramp, closure, extent])
+
+    # ------------------------------------------------------------------------------
+    def add_entry(self, calls: list) -> ir.Function:
+        """``calls``: [(kernel function, [Location per param])] in execution order."""
+        fn = ir.Function(self.module, ir.FunctionType(U.VOID, [U.PTR] * 4), name=ENTRY)
+        inputs, outputs, arena, weights = fn.args
+        b = ir.IRBuilder(fn.append_basic_block())
+        cache: dict = {}
+
+        def pointer(loc: Location) -> ir.Value:
+            if loc in cache:
+                return cache[loc]
+            if loc.space in ("input", "output"):
+                table = inputs if loc.space == "input" else outputs
+                p = b.load(b.gep(table, [ir.Constant(U.I64, loc.offset)], source_etype=U.PTR), typ=U.PTR)
+            else:
+                base = arena if loc.space == "arena" else weights
+                p = b.gep(base, [ir.Constant(U.I64, loc.offset)], source_etype=U.I8, inbounds=True)
+            cache[loc] = p
+            return p
+
+        for kfn, locs in calls:
+            b.call(kfn, [pointer(l) for l in locs])
+        b.ret_void()
+        return fn
+
+    def ir_text(self) -> str:
+        return str(self.module)

@@ -1,0 +1,270 @@
+"""The compile pipeline: Graph -> passes -> kernels -> schedules -> one native module.
+
+    graph = passes(graph)                      # clean-up, simplification, fusion, layout
+    steps = partition(graph)                   # kernel groups in order; views become aliases
+    for each group: kernel = build_kernel()    # op build functions -> stages
+                    schedule = tuned or default
+                    lowered = lower(kernel, schedule)
+    plan = plan_memory(...)                    # arena offsets, output placement
+    module = ModuleBuilder(...)                # every kernel + one entry function
+    object code = LLVM -O3
+
+The result, an :class:`Executable`, is everything a CompiledModel needs and everything a
+saved artifact stores: object code, weights blob, buffer locations, I/O signature.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..codegen.jit import compile_ir
+from ..codegen.module import Location, ModuleBuilder
+from ..errors import MlcError, UnsupportedError
+from ..graph.ir import Graph, Node
+from ..graph.passes.memory_plan import KernelStep, plan_memory
+from ..loop.auto_schedule import default_schedule
+from ..loop.expr import dtype_bytes
+from ..loop.lower import LoweredKernel, lower, pack_array
+from ..loop.schedule import Schedule
+from ..registry import lookup
+from ..target import Target
+from .kernel_builder import BuiltKernel, build_kernel
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: tuple
+    dtype: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass
+class KernelRecord:
+    """What was compiled for one kernel: for profiling, inspect and tuning reports."""
+
+    name: str
+    symbol: str
+    key: str
+    ops: list
+    nodes: list
+    flops: int
+    schedule: list
+    tuned: bool
+    out_shapes: list
+
+
+@dataclass
+class Executable:
+    object_code: bytes
+    weights: np.ndarray              # uint8, 64-byte aligned blob
+    arena_bytes: int
+    inputs: list                     # TensorInfo
+    outputs: list                    # TensorInfo
+    copy_outputs: list               # (output index, ("input"|"weights"|"arena"|"output", offset/index))
+    kernels: list                    # KernelRecord in execution order
+    target: Target
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class CompileOptions:
+    target: Target
+    schedules: dict = field(default_factory=dict)     # task key -> Schedule (from tuning logs)
+    opt_level: int = 3
+    passes: object = None                             # callable(Graph, target) -> Graph
+
+
+# --------------------------------------------------------------------------------------
+
+def partition(graph: Graph) -> list:
+    """Kernel groups in execution order: list of ("kernel", [nodes]) | ("view", node).
+
+    A fused node (op "mlc.Fused") carries its member nodes in attrs["body"]; every other
+    non-view node is a group of its own.
+    """
+    out = []
+    outputs = set(graph.outputs)
+    for node in graph.nodes:
+        if node.op == "mlc.Fused":
+            out.append(("kernel", list(node.attrs["body"].nodes), node))
+            continue
+        opdef = lookup(node.op, node.domain)
+        if opdef is not None and opdef.pattern == "view" and node.inputs and \
+                graph.tensor(node.inputs[0]).size == graph.tensor(node.outputs[0]).size:
+            out.append(("view", node, node))
+            continue
+        out.append(("kernel", [node], node))
+    return out
+
+
+def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
+    t0 = time.perf_counter()
+    target = options.target
+    if options.passes is not None:
+        graph = options.passes(graph, target)
+    groups = partition(graph)
+    used_after = _used_after(graph, groups)
+
+    views: dict = {}
+    built: list = []
+    for k, (kind, payload, head) in enumerate(groups):
+        if kind == "view":
+            views[payload.outputs[0]] = payload.inputs[0]
+            continue
+        name = _kernel_name(payload, k)
+        bk = build_kernel(name, payload, graph, target, used_after[k])
+        built.append(bk)
+    t_build = time.perf_counter()
+
+    # schedules and lowering; identical (kernel key, schedule) pairs share one function
+    lowered: list = []
+    records: list = []
+    for bk in built:
+        key = bk.kernel.key()
+        sched = options.schedules.get(key)
+        tuned = sched is not None
+        if sched is None:
+            sched = choose_default_schedule(bk, target)
+        lk = lower(bk.kernel, sched, target.lanes_f32)
+        lowered.append(lk)
+        records.append(KernelRecord(bk.kernel.name, "", key, [n.op for n in bk.nodes],
+                                    [n.name for n in bk.nodes], bk.kernel.flops(), sched.to_json(), tuned,
+                                    [list(b.shape) for b in bk.kernel.outputs]))
+    t_lower = time.perf_counter()
+
+    # memory
+    nbytes = {name: t.nbytes for name, t in graph.tensors.items()}
+    steps = [KernelStep(bk.input_names, bk.output_names, [b.nbytes for b in lk.scratch])
+             for bk, lk in zip(built, lowered)]
+    constants = {n for n, t in graph.tensors.items() if t.value is not None}
+    plan = plan_memory(steps, views, nbytes, list(graph.inputs), list(graph.outputs), constants)
+
+    # weights blob: each constant as each kernel needs it (packed per its schedule)
+    blob = _WeightsBlob()
+    mb = ModuleBuilder(target)
+    fn_cache: dict = {}
+    calls = []
+    for k, (bk, lk, rec) in enumerate(zip(built, lowered, records)):
+        locs = []
+        for tname, buf in zip(bk.input_names, lk.inputs):
+            t = graph.tensor(tname)
+            if t.value is not None:
+                packs = lk.packs.get(buf.name, [])
+                locs.append(Location("weights", blob.add(tname, t.value, packs)))
+            else:
+                locs.append(_location(plan.location[tname]))
+        for tname in bk.output_names:
+            locs.append(_location(plan.location[tname]))
+        for off in plan.scratch[k]:
+            locs.append(Location("arena", off))
+        fkey = (rec.key, Schedule.from_json(rec.schedule).dumps())
+        fn = fn_cache.get(fkey)
+        if fn is None:
+            fn = mb.add_kernel(lk)
+            fn_cache[fkey] = fn
+        rec.symbol = fn.name
+        calls.append((fn, locs))
+    mb.add_entry(calls)
+    ir_text = mb.ir_text()
+    t_ir = time.perf_counter()
+    obj = compile_ir(ir_text, target, options.opt_level)
+    t_llvm = time.perf_counter()
+
+    inputs = [TensorInfo(n, tuple(graph.tensor(n).shape), graph.tensor(n).dtype) for n in graph.inputs]
+    outputs = [TensorInfo(n, tuple(graph.tensor(n).shape), graph.tensor(n).dtype) for n in graph.outputs]
+    copy_outputs = []
+    for j, name in plan.copy_outputs:
+        t = graph.tensor(name)
+        if t.value is not None:
+            copy_outputs.append((j, ("weights", blob.add(name, t.value, []))))
+        else:
+            copy_outputs.append((j, plan.location[name]))
+    stats = {"kernels": len(built), "functions": len(fn_cache), "arena_bytes": plan.arena_bytes,
+             "weights_bytes": blob.size, "seconds": {"build": t_build - t0, "lower": t_lower - t_build,
+                                                     "ir": t_ir - t_lower, "llvm": t_llvm - t_ir},
+             "tuned_kernels": sum(r.tuned for r in records)}
+    return Executable(obj, blob.finish(), plan.arena_bytes, inputs, outputs, copy_outputs, records,
+                      target, stats)
+
+
+# --------------------------------------------------------------------------------------
+
+def choose_default_schedule(bk: BuiltKernel, target: Target) -> Schedule:
+    """The anchor op's own default schedule when it has one, else the generic rules."""
+    for node in bk.nodes:
+        opdef = lookup(node.op, node.domain)
+        if opdef is not None and opdef.schedule is not None:
+            sched = opdef.schedule(bk.kernel, target)
+            if sched is not None:
+                return sched
+    return default_schedule(bk.kernel, target)
+
+
+def _location(loc: tuple) -> Location:
+    return Location(loc[0], int(loc[1]))
+
+
+def _kernel_name(nodes: list, k: int) -> str:
+    ops = "_".join(dict.fromkeys(n.op for n in nodes))
+    if len(ops) > 40:
+        ops = ops[:40]
+    return f"k{k}_{ops}"
+
+
+def _used_after(graph: Graph, groups: list) -> list:
+    """For each group: tensor names it produces that are read later or are graph outputs."""
+    outputs = set(graph.outputs)
+    readers: dict = {}
+    for k, (kind, payload, _) in enumerate(groups):
+        nodes = [payload] if kind == "view" else payload
+        for n in nodes:
+            for i in n.inputs:
+                if i:
+                    readers.setdefault(i, set()).add(k)
+    out = []
+    for k, (kind, payload, _) in enumerate(groups):
+        nodes = [payload] if kind == "view" else payload
+        produced = {o for n in nodes for o in n.outputs if o}
+        out.append({t for t in produced if t in outputs or any(r != k for r in readers.get(t, ()))})
+    return out
+
+
+class _WeightsBlob:
+    """Constants laid out back to back, 64-byte aligned, deduplicated by (tensor, packing)."""
+
+    def __init__(self):
+        self.parts: list = []
+        self.offsets: dict = {}
+        self.size = 0
+
+    def add(self, name: str, value: np.ndarray, packs: list) -> int:
+        key = (name, tuple(tuple(p) for p in packs))
+        if key in self.offsets:
+            return self.offsets[key]
+        data = pack_array(value, packs) if packs else np.ascontiguousarray(value)
+        if data.dtype == np.bool_:
+            data = data.astype(np.uint8)
+        raw = data.view(np.uint8).reshape(-1)
+        off = self.size
+        self.parts.append((off, raw))
+        self.offsets[key] = off
+        self.size = (off + raw.nbytes + 63) // 64 * 64
+        return off
+
+    def finish(self) -> np.ndarray:
+        buf = _aligned_empty(max(self.size, 64))
+        buf[:] = 0
+        for off, raw in self.parts:
+            buf[off:off + raw.nbytes] = raw
+        return buf
+
+
+def _aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + nbytes]

@@ -1,0 +1,55 @@
+"""The mlc exception hierarchy.
+
+Every error a user can trigger is an :class:`MlcError`, so ``except mlc.MlcError`` catches
+everything mlc raises on purpose.  The subclasses say which layer found the problem and
+carry a message that names what is wrong (file, node, op, opset, shape, dtype).
+"""
+from __future__ import annotations
+
+
+class MlcError(Exception):
+    """Base class of every error mlc raises on purpose."""
+
+
+class ModelLoadError(MlcError):
+    """The model file or bytes could not be read, parsed or validated."""
+
+
+class UnsupportedError(MlcError):
+    """The model uses something mlc does not support (an op, an attribute, a dtype).
+
+    ``items`` lists every unsupported (op, opset, node name, reason) found, so a user
+    sees all of them at once rather than one per compile attempt.
+    """
+
+    def __init__(self, message: str, items: list[tuple[str, int, str, str]] | None = None):
+        super().__init__(message)
+        self.items = list(items or [])
+
+
+class ShapeError(MlcError):
+    """A tensor shape is unknown, inconsistent or not what an op requires."""
+
+
+class InputError(MlcError):
+    """A run-time input is missing, unexpected, or has the wrong shape or dtype."""
+
+
+class ScheduleError(MlcError):
+    """A schedule step is illegal for the computation it is applied to."""
+
+
+class CodegenError(MlcError):
+    """LLVM rejected the generated code (a bug in mlc: please report it)."""
+
+
+class TargetError(MlcError):
+    """The target is unknown, or the machine lacks a feature the code was built for."""
+
+
+class ArtifactError(MlcError):
+    """A saved artifact is truncated, corrupt, or from an incompatible mlc version."""
+
+
+class TuningError(MlcError):
+    """The tuner could not run (bad log path, no tasks, broken executor)."""
