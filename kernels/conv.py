@@ -17,7 +17,7 @@ import math
 from mlc.loop.expr import binary, const, logical_and, reduce_sum, select
 from mlc.loop.schedule import Schedule
 from mlc.loop.tensor import reduce_axis
-from mlc.registry import register, register_schedule
+from mlc.registry import register, register_blocked, register_schedule
 
 
 # --------------------------------------------------------------------------------------
@@ -67,13 +67,20 @@ def _in_block(c: int, cap: int) -> int:
 def conv(ctx):
     x, w = ctx.input(0), ctx.input(1)
     xs, ws = ctx.in_shape(0), ctx.in_shape(1)
+    out_shape = ctx.out_shape(0)
+    blocked = int(ctx.attr("mlc_blocked", 0))
+    in_blocked = blocked and int(ctx.attr("mlc_in_blocked", 1))
+    if blocked:
+        # blocked shapes [N, CB, *S, b] -> the plain geometry they stand for
+        if in_blocked:
+            xs = (xs[0], ws[1] * int(ctx.attr("group", 1))) + tuple(xs[2:-1])
+        out_shape = (out_shape[0], ws[0]) + tuple(out_shape[2:-1])
     if len(xs) not in (3, 4):
         raise ctx.unsupported(f"{len(xs) - 2}-D convolution (only 1-D and 2-D are supported)")
     if ctx.in_dtype(0) != "float32":
         raise ctx.unsupported(f"Conv on {ctx.in_dtype(0)} (float32 only)")
     one_d = len(xs) == 3
     group = int(ctx.attr("group", 1))
-    out_shape = ctx.out_shape(0)
     # view 1-D as 2-D with H = 1
     N, C = xs[0], xs[1]
     H, W = (1, xs[2]) if one_d else (xs[2], xs[3])
@@ -85,15 +92,49 @@ def conv(ctx):
     if one_d:
         strides, dil, pb = [1] + strides, [1] + dil, [0] + pb
     geo = dict(N=N, C=C, H=H, W=W, OC=OC, ICg=ICg, KH=KH, KW=KW, OH=OH, OW=OW, group=group,
-               sh=strides[0], sw=strides[1], dh=dil[0], dw=dil[1], pt=pb[0], pl=pb[1], one_d=one_d)
+               sh=strides[0], sw=strides[1], dh=dil[0], dw=dil[1], pt=pb[0], pl=pb[1], one_d=one_d,
+               in_blocked=bool(in_blocked), out_blocked=bool(blocked))
     bias = ctx.inputs[2] if ctx.has_input(2) else None
     L = lanes(ctx)
     OCg = OC // group
-    if group == 1 or (ICg % _in_block(ICg, L) == 0 and OCg % L == 0 and ICg >= 1 and group > 1 and ICg > 1):
+    kind = conv_kind(C, OC, group, L)
+    if kind == "dense":
         return [_blocked(ctx, x, w, bias, geo, L)]
-    if ICg == 1 and OCg == 1:
+    if kind == "depthwise":
         return [_depthwise(ctx, x, w, bias, geo, L)]
     return [_generic(ctx, x, w, bias, geo)]
+
+
+def conv_kind(C: int, OC: int, group: int, L: int) -> str:
+    """Which computation fits: "dense" (blocked, per-group blocks), "depthwise", "generic"."""
+    ICg, OCg = C // group, OC // group
+    if group == 1:
+        return "dense"
+    if ICg == 1 and OCg == 1:
+        return "depthwise"
+    if ICg % L == 0 and OCg % L == 0:
+        return "dense"
+    return "generic"
+
+
+@register_blocked("Conv", prefers=True)
+def conv_blocked(node, graph, b):
+    """Conv runs blocked when its grouping fits the blocks; a layer with fewer than ``b``
+    input channels (an RGB image) reads its input plain and still writes blocked."""
+    xs = graph.tensor(node.inputs[0]).shape
+    if len(xs) not in (3, 4) or graph.tensor(node.inputs[0]).dtype != "float32":
+        return None
+    if not graph.is_constant(node.inputs[1]) or (len(node.inputs) > 2 and node.inputs[2]
+                                                 and not graph.is_constant(node.inputs[2])):
+        return None
+    C, OC = xs[1], graph.tensor(node.inputs[1]).shape[0]
+    group = int(node.attrs.get("group", 1))
+    kind = conv_kind(C, OC, group, b)
+    if kind == "generic":
+        return None
+    in_blocked = not (kind == "dense" and group == 1 and C < b)
+    attrs = {**node.attrs, "mlc_blocked": b, "mlc_in_blocked": int(in_blocked)}
+    return node.with_(attrs=attrs), ({0} if in_blocked else set())
 
 
 def _x_index(geo, n, c, h, w):
@@ -101,12 +142,37 @@ def _x_index(geo, n, c, h, w):
 
 
 def _padded_input(ctx, x, geo, bi, cb_count):
-    """Xc[n, cb, h, w, ci]: the input in channel blocks of bi, with the spatial zero padding."""
+    """Xc[n, cb, h, w, ci]: the input in channel blocks of bi, with the spatial zero padding.
+
+    A blocked input is already in channel blocks: it is used directly when no padding is
+    needed, else copied once into a padded buffer (zeroing channels beyond C)."""
     g = geo
     Hp = (g["OH"] - 1) * g["sh"] + (g["KH"] - 1) * g["dh"] + 1
     Wp = (g["OW"] - 1) * g["sw"] + (g["KW"] - 1) * g["dw"] + 1
     C, H, W, pt, pl = g["C"], g["H"], g["W"], g["pt"], g["pl"]
     zero = const(0.0, "float32")
+    if g.get("in_blocked"):
+        needs_pad = pt > 0 or pl > 0 or Hp - pt > H or Wp - pl > W
+        if not needs_pad and C % bi == 0:
+            if g["one_d"]:
+                return _OneD(x)
+            return x
+
+        def fb(n, cb, h, w, ci):
+            hh, ww = h - pt, w - pl
+            conds = []
+            if pt > 0 or Hp - pt > H:
+                conds += [hh >= 0, hh < H]
+            if pl > 0 or Wp - pl > W:
+                conds += [ww >= 0, ww < W]
+            if C % bi:
+                conds.append(cb * bi + ci < C)
+            safe = lambda v, hi: binary("min", binary("max", v, 0), hi - 1)
+            idx = (n, cb, safe(ww, W), ci) if g["one_d"] else (n, cb, safe(hh, H), safe(ww, W), ci)
+            return select(logical_and(*conds), x[idx], zero) if conds else x[idx]
+
+        return ctx.compute((g["N"], cb_count, Hp, Wp, bi), fb, "pad", axis_names=["n", "cb", "h", "w", "ci"],
+                           materialize=True)
 
     def f(n, cb, h, w, ci):
         c = cb * bi + ci
@@ -126,6 +192,45 @@ def _padded_input(ctx, x, geo, bi, cb_count):
 
     return ctx.compute((g["N"], cb_count, Hp, Wp, bi), f, "pad", axis_names=["n", "cb", "h", "w", "ci"],
                        materialize=True)
+
+
+class _OneD:
+    """A blocked 1-D input [N, CB, L, b] read as 2-D [N, CB, 1, L, b]."""
+
+    def __init__(self, x):
+        self.x = x
+        self.shape = (x.shape[0], x.shape[1], 1, x.shape[2], x.shape[3])
+
+    def __getitem__(self, idx):
+        n, cb, h, w, ci = idx
+        return self.x[n, cb, w, ci]
+
+
+def _finish(ctx, stage_fn, bias, geo, bo, name, shape5):
+    """The conv stage itself; in blocked mode it is the output (bias as epilogue, padded to
+    whole blocks), otherwise a plain NCHW copy follows."""
+    g = geo
+    if g.get("out_blocked"):
+        import numpy as np
+        OB = shape5[1]
+        bvec = None
+        if bias is not None:
+            bval = ctx.const(2)
+            padded = np.zeros(OB * bo, dtype=np.float32)
+            padded[:g["OC"]] = bval
+            bvec = ctx.constant(padded, "bias")
+
+        def fo(n, ob, oh, ow, oi):
+            acc = stage_fn(n, ob, oh, ow, oi)
+            return acc + bvec[ob * bo + oi] if bvec is not None else acc
+
+        names = ["n", "ob", "oh", "ow", "oi"]
+        if g["one_d"]:
+            return ctx.compute(ctx.out_shape(0), lambda n, ob, ow, oi: fo(n, ob, 0, ow, oi), name,
+                               axis_names=["n", "ob", "ow", "oi"])
+        return ctx.compute(ctx.out_shape(0), fo, name, axis_names=names)
+    yc = ctx.compute(shape5, stage_fn, name, axis_names=["n", "ob", "oh", "ow", "oi"])
+    return _unblocked_output(ctx, yc, bias, g, bo)
 
 
 def _unblocked_output(ctx, yc, bias, geo, bo):
@@ -151,11 +256,13 @@ def _blocked(ctx, x, w, bias, geo, L):
     group, OC, ICg = g["group"], g["OC"], g["ICg"]
     OCg = OC // group
     bo = L
-    bi = _in_block(ICg, L)
+    bi = L if g["in_blocked"] else _in_block(ICg, L)
     OB = -(-OC // bo)
     CB = -(-g["C"] // bi)
     xc = _padded_input(ctx, x, g, bi, CB)
-    icb = reduce_axis(ICg // bi, "icb")
+    # a blocked input may end in a partial block: its extra lanes are zero, and so are the
+    # packed weights of those channels
+    icb = reduce_axis(-(-ICg // bi), "icb")
     kh = reduce_axis(g["KH"], "kh")
     kw = reduce_axis(g["KW"], "kw")
     ii = reduce_axis(bi, "ii")
@@ -169,9 +276,7 @@ def _blocked(ctx, x, w, bias, geo, L):
         wv = w[(oc, icb * bi + ii, kw) if g["one_d"] else (oc, icb * bi + ii, kh, kw)]
         return reduce_sum(xv * wv, [icb, kh, kw, ii])
 
-    yc = ctx.compute((g["N"], OB, g["OH"], g["OW"], bo), f, "conv",
-                     axis_names=["n", "ob", "oh", "ow", "oi"])
-    return _unblocked_output(ctx, yc, bias, g, bo)
+    return _finish(ctx, f, bias, g, bo, "conv", (g["N"], OB, g["OH"], g["OW"], bo))
 
 
 def _depthwise(ctx, x, w, bias, geo, L):
@@ -189,9 +294,7 @@ def _depthwise(ctx, x, w, bias, geo, L):
         wv = w[(c, 0, kw) if g["one_d"] else (c, 0, kh, kw)]
         return reduce_sum(xc[n, cb, oh * sh + kh * dh, ow * sw + kw * dw, ci] * wv, [kh, kw])
 
-    yc = ctx.compute((g["N"], CB, g["OH"], g["OW"], bo), f, "dwconv",
-                     axis_names=["n", "ob", "oh", "ow", "oi"])
-    return _unblocked_output(ctx, yc, bias, g, bo)
+    return _finish(ctx, f, bias, g, bo, "dwconv", (g["N"], CB, g["OH"], g["OW"], bo))
 
 
 def _generic(ctx, x, w, bias, geo):
@@ -243,7 +346,9 @@ def conv_tile(ow: int, ob: int, regs: int = 32) -> tuple[int, int]:
 def conv_schedule(kernel, target):
     from mlc.loop.auto_schedule import plan_kernel
     from mlc.loop.tensor import Stage
-    conv_stage = next((s for s in kernel.stages if isinstance(s, Stage) and s.name in ("conv", "dwconv")), None)
+    # the conv stage keeps its tag when epilogues merge into it (its name becomes theirs)
+    conv_stage = next((s for s in kernel.stages if isinstance(s, Stage) and s.is_reduction
+                       and s.tag.split("+")[0] == "Conv" and s.axes[-1].name == "oi"), None)
     if conv_stage is None:
         return None
     plan = plan_kernel(kernel, target)
@@ -256,7 +361,7 @@ def conv_schedule(kernel, target):
     name = conv_stage.name
     ext = {a.name: a.extent for a in conv_stage.axes}
     owt, nb = conv_tile(ext["ow"], ext["ob"], target.num_vector_registers)
-    depthwise = name == "dwconv"
+    depthwise = not any(a.name == "ii" for a in conv_stage.reduce_axes)
     if depthwise:
         nb = 1
     s = s.split(name, "ow", owt)

@@ -43,6 +43,10 @@ class OpDef:
     schedule: Callable | None = None              # (Kernel, Target) -> Schedule | None
     space: Callable | None = None                 # (Kernel, Target) -> tuning space | None
     const_inputs: tuple = ()                      # inputs that must be compile-time constants
+    # Blocked layout (NCHW[b]c): (node, graph, block) -> (node to run blocked, {input
+    # indices that must be blocked}) or None when this node cannot run blocked.
+    blocked: Callable | None = None
+    prefers_blocked: bool = False                 # starts a blocked region (convolutions)
 
 
 _REGISTRY: dict[tuple[str, str], OpDef] = {}
@@ -69,6 +73,16 @@ def register_schedule(name: str, domain: str = ""):
     return deco
 
 
+def register_blocked(name: str, domain: str = "", prefers: bool = False):
+    """Decorator: how op ``name`` runs in the blocked channel layout (see passes/layout.py)."""
+    def deco(fn):
+        opdef = _REGISTRY[(domain, name)]
+        opdef.blocked = fn
+        opdef.prefers_blocked = prefers
+        return fn
+    return deco
+
+
 def lookup(op: str, domain: str = "") -> OpDef | None:
     if domain in ("ai.onnx",):
         domain = ""
@@ -91,6 +105,7 @@ class OpContext:
     stages: list = field(default_factory=list)   # stages created so far, in order
     materialize: set = field(default_factory=set)
     names: set = field(default_factory=set)      # stage names taken in this kernel
+    derived: dict = field(default_factory=dict)  # Buffer -> np.ndarray: constants made at compile time
 
     # -- node facts ----------------------------------------------------------------------
     def attr(self, name: str, default=None):
@@ -157,6 +172,15 @@ class OpContext:
             out = f"{name}{i}"
         self.names.add(out)
         return out
+
+    def constant(self, value: np.ndarray, name: str = "const") -> Buffer:
+        """A constant input computed at compile time (e.g. a folded per-channel scale).
+
+        Its data goes into the weights blob; the kernel reads it like any input."""
+        value = np.ascontiguousarray(value)
+        buf = Buffer(self.unique(name), tuple(int(d) for d in value.shape), value.dtype.name)
+        self.derived[buf] = value
+        return buf
 
     def extern(self, stage: ExternStage) -> ExternStage:
         self.stages.append(stage)

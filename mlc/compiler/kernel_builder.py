@@ -19,9 +19,10 @@ from ..registry import OpContext, lookup
 @dataclass
 class BuiltKernel:
     kernel: Kernel
-    input_names: list       # graph tensor per kernel input
+    input_names: list       # graph tensor per kernel input (None for a derived constant)
     output_names: list      # graph tensor per kernel output
     nodes: list             # the graph nodes it computes
+    derived: dict           # kernel input index -> np.ndarray for constants made by op builders
 
 
 def group_io(nodes: list, graph: Graph, used_after: set) -> tuple[list, list]:
@@ -50,6 +51,7 @@ def build_kernel(name: str, nodes: list, graph: Graph, target, used_after: set) 
     handles: dict = dict(buffers)
     stages: list = []
     materialize: set = set()
+    derived: dict = {}
     names: set = {b.name for b in buffers.values()}
     for node in nodes:
         opdef = lookup(node.op, node.domain)
@@ -69,6 +71,7 @@ def build_kernel(name: str, nodes: list, graph: Graph, target, used_after: set) 
             raise MlcError(f"{node.describe()}: the kernel produced {len(outs)} outputs, the node has {len(node.outputs)}")
         stages.extend(ctx.stages)
         materialize |= ctx.materialize
+        derived.update(ctx.derived)
         for oname, handle, t in zip(node.outputs, outs, out_tensors):
             if not oname or handle is None:
                 continue
@@ -89,9 +92,14 @@ def build_kernel(name: str, nodes: list, graph: Graph, target, used_after: set) 
             b = copy.buffer
         out_bufs.append(b)
     stages = _live_stages(stages, out_bufs)
-    kernel = Kernel(name, tuple(buffers[n] for n in in_names), tuple(out_bufs), stages,
-                    frozenset(constant), frozenset(materialize))
-    return BuiltKernel(kernel.normalize(), in_names, out_names, list(nodes))
+    read = {b for s in stages for b in s.reads()}
+    extra = [b for b in derived if b in read]
+    inputs = tuple(buffers[n] for n in in_names) + tuple(extra)
+    kernel = Kernel(name, inputs, tuple(out_bufs), stages, frozenset(constant) | frozenset(extra),
+                    frozenset(materialize))
+    derived_by_index = {len(in_names) + k: derived[b] for k, b in enumerate(extra)}
+    return BuiltKernel(kernel.normalize(), list(in_names) + [None] * len(extra), out_names, list(nodes),
+                       derived_by_index)
 
 
 def _unique(names: set, base: str) -> str:

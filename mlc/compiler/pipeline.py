@@ -139,7 +139,8 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
 
     # memory
     nbytes = {name: t.nbytes for name, t in graph.tensors.items()}
-    steps = [KernelStep(bk.input_names, bk.output_names, [b.nbytes for b in lk.scratch])
+    steps = [KernelStep([n for n in bk.input_names if n is not None], bk.output_names,
+                        [b.nbytes for b in lk.scratch])
              for bk, lk in zip(built, lowered)]
     constants = {n for n, t in graph.tensors.items() if t.value is not None}
     plan = plan_memory(steps, views, nbytes, list(graph.inputs), list(graph.outputs), constants)
@@ -151,10 +152,13 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
     calls = []
     for k, (bk, lk, rec) in enumerate(zip(built, lowered, records)):
         locs = []
-        for tname, buf in zip(bk.input_names, lk.inputs):
+        for idx, (tname, buf) in enumerate(zip(bk.input_names, lk.inputs)):
+            packs = lk.packs.get(buf.name, [])
+            if tname is None:       # a constant the op derived at compile time
+                locs.append(Location("weights", blob.add((k, idx), bk.derived[idx], packs)))
+                continue
             t = graph.tensor(tname)
             if t.value is not None:
-                packs = lk.packs.get(buf.name, [])
                 locs.append(Location("weights", blob.add(tname, t.value, packs)))
             else:
                 locs.append(_location(plan.location[tname]))
@@ -242,7 +246,7 @@ class _WeightsBlob:
         self.offsets: dict = {}
         self.size = 0
 
-    def add(self, name: str, value: np.ndarray, packs: list) -> int:
+    def add(self, name, value: np.ndarray, packs: list) -> int:
         key = (name, tuple(tuple(p) for p in packs))
         if key in self.offsets:
             return self.offsets[key]
