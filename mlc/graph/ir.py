@@ -43,7 +43,7 @@ class Tensor:
 
     @staticmethod
     def constant(name: str, value: np.ndarray) -> "Tensor":
-        value = np.ascontiguousarray(value)
+        value = np.asarray(value, order="C")     # (ascontiguousarray would make a 0-d array 1-d)
         return Tensor(name, value.dtype.name, tuple(int(d) for d in value.shape), value)
 
 
