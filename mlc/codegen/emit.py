@@ -58,6 +58,10 @@ class FunctionEmitter:
         self.loop_exits: list = []
         self.nonneg: set = set()          # variables known to be >= 0 (loop indices)
         self._offsets: dict = {}
+        # Expressions are DAGs (an epilogue refers to ``acc + bias`` several times): emit
+        # each shared node once per statement.  Reset whenever the statement, the vector
+        # context or a variable binding changes.
+        self._memo: dict = {}
 
     # ---------------------------------------------------------------------------------
     def finish(self):
@@ -81,6 +85,7 @@ class FunctionEmitter:
     # statements
     # =================================================================================
     def emit(self, s: Stmt):
+        self._memo = {}
         t = type(s)
         if t is Seq:
             for x in s.stmts:
@@ -176,7 +181,12 @@ class FunctionEmitter:
 
     def _vector_body(self, body: Stmt, var: Var, base: ir.Value, lanes: int, mask):
         saved = self.vctx
-        self.vctx = VectorContext(var, base, lanes, mask)
+        if lanes == 1 and mask is None:
+            # a one-element tail: emit it as scalar code (no <1 x T> vectors)
+            self.vctx = None
+            self.env[var] = base
+        else:
+            self.vctx = VectorContext(var, base, lanes, mask)
         try:
             self.emit(body)
         finally:
@@ -228,6 +238,7 @@ class FunctionEmitter:
             def body():
                 base = self.b.mul(self.env[chunk], ir.Constant(U.I64, L)) if full > 1 else ir.Constant(U.I64, 0)
                 saved = self.vctx
+                self._memo = {}
                 self.vctx = VectorContext(s.var, base, L, None)
                 try:
                     val = self._as_vector(self.expr(x), L)
@@ -243,7 +254,12 @@ class FunctionEmitter:
             width = _pow2_at_least(rem)
             mask = None if width == rem else U.lane_mask(width, rem)
             saved = self.vctx
-            self.vctx = VectorContext(s.var, ir.Constant(U.I64, full * L), width, mask)
+            self._memo = {}
+            if width == 1:      # a one-element tail: scalar code
+                self.vctx = None
+                self.env[s.var] = ir.Constant(U.I64, full * L)
+            else:
+                self.vctx = VectorContext(s.var, ir.Constant(U.I64, full * L), width, mask)
             try:
                 val = self._as_vector(self.expr(x), width)
             finally:
@@ -251,6 +267,7 @@ class FunctionEmitter:
             if mask is not None:
                 val = self.b.select(mask, val, U.constant(val.type, ident))
             parts.append(val)
+        self._memo = {}
         total = None
         for p in parts:
             r = self.horizontal(op, p, dtype)
@@ -367,19 +384,23 @@ class FunctionEmitter:
     # =================================================================================
     def scalar(self, e: Expr) -> ir.Value:
         saved, self.vctx = self.vctx, None
+        memo, self._memo = self._memo, {}
         try:
             return self.expr(e)
         finally:
             self.vctx = saved
+            self._memo = memo
 
     def scalar_at(self, e: Expr, var: Var, value: ir.Value) -> ir.Value:
         """``e`` as a scalar with ``var`` bound to ``value`` (the vector loop's lane 0)."""
         saved_v, self.vctx = self.vctx, None
         saved_e = self.env.get(var)
         self.env[var] = value
+        memo, self._memo = self._memo, {}
         try:
             return self.expr(e)
         finally:
+            self._memo = memo
             self.vctx = saved_v
             if saved_e is None:
                 self.env.pop(var, None)
@@ -387,6 +408,15 @@ class FunctionEmitter:
                 self.env[var] = saved_e
 
     def expr(self, e: Expr) -> ir.Value:
+        key = id(e)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is e:
+            return hit[1]
+        v = self._expr(e)
+        self._memo[key] = (e, v)
+        return v
+
+    def _expr(self, e: Expr) -> ir.Value:
         t = type(e)
         if t is Const:
             return U.constant(U.reg_type(e.dtype), e.value)
@@ -548,6 +578,8 @@ class FunctionEmitter:
                 return B.fsub(a, B.fmul(q, b))
             if op in ("pow", "atan2"):
                 return self.call(op, [a, b], dtype, dtype)
+            if op == "fmod":
+                return B.frem(a, b)
             raise CodegenError(f"float operator {op!r} is not supported")
         signed = is_signed(dtype)
         if op == "add":
@@ -584,6 +616,8 @@ class FunctionEmitter:
             return B.or_(a, b)
         if op == "xor":
             return B.xor(a, b)
+        if op == "fmod":
+            return B.srem(a, b) if signed else B.urem(a, b)
         if op == "shl":
             return B.shl(a, b)
         if op == "shr":
@@ -630,6 +664,8 @@ class FunctionEmitter:
             if fn in intr:
                 f = U.intrinsic(self.module, f"llvm.{intr[fn]}.{U.suffix(x.type)}", x.type, [x.type] * len(args))
                 return B.call(f, args)
+            if dtype == "float64" and fn in vecmath.SUPPORTED:
+                return vecmath.emit_math(B, fn, args)
             raise CodegenError(f"math function {fn!r} is not available for {dtype}")
         # integers
         if fn == "neg":

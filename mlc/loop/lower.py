@@ -431,9 +431,15 @@ class NestBuilder:
         shape = tuple(self.extent_of(l, mode) for l in inner_sp)
         size = int(np.prod(shape)) if shape else 1
         scope = "local" if size <= MAX_LOCAL_ACC else "global"
-        acc = Buffer(f"{s.name}.acc", shape, s.acc_dtype, scope)
         if scope == "global":
-            self.scratch.append(acc)
+            # an accumulator too big for registers lives in scratch; branches reuse one
+            accs = self.__dict__.setdefault("_global_accs", {})
+            acc = accs.get(shape)
+            if acc is None:
+                acc = accs[shape] = Buffer(f"{s.name}.acc{len(accs)}", shape, s.acc_dtype, scope)
+                self.scratch.append(acc)
+        else:
+            acc = Buffer(f"{s.name}.acc", shape, s.acc_dtype, scope)
         self.acc_buf = acc
         acc_idx = tuple(self.lv[l] for l in inner_sp)
         outer_red = [l for l in self.leaves[:level] if self.st.kind[l] == "reduce"]
@@ -457,8 +463,10 @@ class NestBuilder:
         if s.epilogue is None and s.acc_dtype == s.dtype:
             partial = s.buffer
         else:
-            partial = Buffer(f"{s.name}.partial", s.shape, s.acc_dtype)
-            if partial not in self.scratch:
+            # one buffer shared by every partition branch: they carry the same partials
+            partial = getattr(self, "_partial", None)
+            if partial is None:
+                partial = self._partial = Buffer(f"{s.name}.partial", s.shape, s.acc_dtype)
                 self.scratch.append(partial)
         first = logical_and(*[binary("eq", self.lv[l], 0) for l in outer_red])
         last = logical_and(*[binary("eq", self.lv[l], self.extent_of(l, mode) - 1) for l in outer_red])
