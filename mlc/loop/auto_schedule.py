@@ -174,9 +174,16 @@ class TilePlan:
         nv = max(1, min(4 if t_ext == 1 else 2, -(-v_ext // L)))
         budget = regs - 4
         mr = max(1, min(t_ext, budget // nv, 14 if nv == 1 else 12 if nv == 2 else 8))
-        # no reduce blocking by default; the tuner explores it
+        # K blocking: keep one B panel (kc x vtile) in L1 while it serves every row tile
+        kc = 0
+        K = self.stage.reduce_axes[0].extent if self.stage.reduce_axes else 0
+        if self.tile_axis is not None and mr > 1 and t_ext > mr:
+            target_kc = int(0.7 * target.l1d_bytes) // (nv * L * 4)
+            target_kc = max(64, target_kc // 16 * 16)
+            if K > 1.5 * target_kc:
+                kc = target_kc
         par_axes = self._outer_axes(nv * L, mr)
-        return {"mr": mr, "nv": nv, "kc": 0, "par": _par_depth(self.stage, par_axes, target.num_cores, None)}
+        return {"mr": mr, "nv": nv, "kc": kc, "par": _par_depth(self.stage, par_axes, target.num_cores, None)}
 
     def _extent(self, axis):
         for a in self.stage.axes:
@@ -185,40 +192,44 @@ class TilePlan:
         raise KeyError(axis)
 
     def _outer_axes(self, vtile: int, mr: int) -> list:
-        out = []
-        for a in self.stage.axes:
-            if a.name == self.vector_axis:
-                out.append((a.name + ".o", -(-a.extent // vtile)))
-            elif a.name == self.tile_axis:
-                out.append((a.name + ".o", -(-a.extent // mr)))
-            else:
-                out.append((a.name, a.extent))
+        """The loops outside the reduction, outermost first: other axes, then the vector
+        axis's outer part (these are the ones fused for the thread pool)."""
+        out = [(a.name, a.extent) for a in self.stage.axes if a.name not in (self.vector_axis, self.tile_axis)]
+        out.append((self.vector_axis + ".o", -(-self._extent(self.vector_axis) // vtile)))
+        if self.tile_axis is not None:
+            out.append((self.tile_axis + ".o", -(-self._extent(self.tile_axis) // max(mr, 1))))
         return out
 
     def apply(self, s: Schedule, knobs: dict) -> Schedule:
+        """Loop order (GotoBLAS): other axes, v.o | k.o | t.o | k.i | t.i, v.i (registers).
+
+        A B panel (kc x vtile) is reused by every row tile t.o while it sits in L1; the
+        A block (rows x kc) is reused by every panel v.o from L2.  Partial sums cross the
+        k.o boundary through the output (or a scratch buffer when an epilogue follows)."""
         st, name, L = self.stage, self.stage.name, self.kernel_lanes
         mr, nv, kc = int(knobs["mr"]), int(knobs["nv"]), int(knobs.get("kc", 0))
         v, t = self.vector_axis, self.tile_axis
         vtile = nv * L
         s = s.split(name, v, vtile).split(name, v + ".i", L)
-        inner = []
-        if t is not None and mr > 1:
-            s = s.split(name, t, mr)
-            inner.append(t + ".i")
-        outer = [n for n, _ in self._outer_axes(vtile, mr if t is not None and mr > 1 else 10 ** 9)]
-        if t is not None and mr <= 1:
-            outer = [a.name for a in st.axes if a.name != v] + [v + ".o"]
-            outer = [a.name if a.name not in (v,) else v + ".o" for a in st.axes]
+        t_outer, inner = [], []
+        if t is not None:
+            if mr > 1:
+                s = s.split(name, t, mr)
+                t_outer, inner = [t + ".o"], [t + ".i"]
+            else:
+                t_outer = [t]
+        others = [a.name for a in st.axes if a.name not in (v, t)]
         red = [a.name for a in st.reduce_axes]
         red_outer: list = []
-        if kc and red and st.reduce_axes[0].extent > kc:
+        if kc and t_outer and red and st.reduce_axes[0].extent > kc:
             s = s.split(name, red[0], kc)
             red_outer = [red[0] + ".o"]
             red = [red[0] + ".i"] + red[1:]
-        order = outer + red_outer + red + inner + [v + ".i.o", v + ".i.i"]
+        outer = others + [v + ".o"]
+        order = outer + red_outer + t_outer + red + inner + [v + ".i.o", v + ".i.i"]
         s = s.reorder(name, order)
         if red_outer:
-            s = s.cache_write(name, red_outer[-1])
+            s = s.cache_write(name, t_outer[-1])
         for ax in inner:
             s = s.unroll(name, ax)
         s = s.unroll(name, v + ".i.o").vectorize(name, v + ".i.i")
@@ -308,18 +319,20 @@ def _tile_plan(stage: Stage, kernel: Kernel, lanes: int) -> TilePlan | None:
     if v.extent < 2:
         return None
     # the "vector operand": contiguous along v, or a constant we can pack along v
+    # a constant we can pack into panels along v (weights): best, contiguous per panel;
+    # else an operand already contiguous along v
     vec_load, pack = None, None
     for ld in loads:
-        if _contiguous_in(ld, v.var):
-            vec_load = ld
-            break
+        if ld.buffer in const_bufs:
+            dims = [d for d, i in enumerate(ld.indices) if depends_on(i, v.var)]
+            if len(dims) == 1 and ld.indices[dims[0]] is v.var:
+                vec_load, pack = ld, (ld.buffer.name, dims[0])
+                break
     if vec_load is None:
         for ld in loads:
-            if ld.buffer in const_bufs:
-                dims = [d for d, i in enumerate(ld.indices) if depends_on(i, v.var)]
-                if len(dims) == 1 and ld.indices[dims[0]] is v.var:
-                    vec_load, pack = ld, (ld.buffer.name, dims[0])
-                    break
+            if _contiguous_in(ld, v.var):
+                vec_load = ld
+                break
     if vec_load is None:
         return None
     others = [ld for ld in loads if ld is not vec_load]
@@ -350,12 +363,44 @@ class KernelPlan:
         return [p.default_knobs(target) for p in self.plans]
 
     def schedule(self, knobs: list) -> Schedule:
+        knobs = [dict(k) for k in knobs]
+        while True:
+            body = Schedule()
+            for plan, k in zip(self.plans, knobs):
+                body = plan.apply(body, k)
+            attach, retry = self._fit_attach(body, knobs)
+            if not retry:
+                break
         s = Schedule()
-        for step in self.attach:
+        for step in attach + list(body.steps):
             s = s.then(*step)
-        for plan, k in zip(self.plans, knobs):
-            s = plan.apply(s, k)
         return s
+
+    def _fit_attach(self, body: Schedule, knobs: list) -> tuple:
+        """Attach steps valid under the consumers' loops (a consumer's plan may have fused
+        its outer loops for the thread pool).  An attach axis fused as the innermost part
+        of a loop moves to that loop; one fused with loops inside it makes the consumer
+        fuse fewer loops (``knobs`` updated, retry=True)."""
+        if not self.attach:
+            return [], False
+        from .schedule import apply_schedule
+        states = apply_schedule(self.kernel, body)
+        out = []
+        for step in self.attach:
+            kind, stage, consumer, axis = step
+            leaves = states[consumer].leaves
+            if axis not in leaves:
+                fused = next((l for l in leaves if axis in l.split("@")), None)
+                if fused is not None and fused.split("@")[-1] == axis:
+                    step = (kind, stage, consumer, fused)
+                else:
+                    i = next((i for i, p in enumerate(self.plans) if p.stage.name == consumer), None)
+                    if i is not None and int(knobs[i].get("par", 0)) > 0:
+                        knobs[i]["par"] = int(knobs[i]["par"]) - 1
+                        return [], True
+                    continue            # computed at root instead
+            out.append(step)
+        return out, False
 
 
 def plan_kernel(kernel: Kernel, target) -> KernelPlan:
