@@ -17,7 +17,9 @@ import math
 from mlc.loop.expr import binary, const, logical_and, reduce_sum, select
 from mlc.loop.schedule import Schedule
 from mlc.loop.tensor import reduce_axis
-from mlc.registry import register, register_blocked, register_schedule
+from mlc.loop.auto_schedule import plan_kernel
+from mlc.registry import register, register_blocked, register_schedule, register_space
+from mlc.tune.space import Space
 
 
 # --------------------------------------------------------------------------------------
@@ -327,14 +329,14 @@ def _generic(ctx, x, w, bias, geo):
 
 
 # --------------------------------------------------------------------------------------
-# default schedule of the blocked paths
+# schedule space and default schedule of the blocked paths
 # --------------------------------------------------------------------------------------
 
 def conv_tile(ow: int, ob: int, regs: int = 32) -> tuple[int, int]:
     """(owt, nb): output pixels x channel blocks held in accumulators."""
     nb = 2 if ob % 2 == 0 else 1
     best = None
-    for owt in range(min(ow, 28 // nb), 0, -1):
+    for owt in range(min(ow, (regs - 4) // nb), 0, -1):
         waste = (-ow) % owt
         score = (waste / ow, -owt)
         if best is None or score < best[0]:
@@ -342,46 +344,96 @@ def conv_tile(ow: int, ob: int, regs: int = 32) -> tuple[int, int]:
     return best[1], nb
 
 
-@register_schedule("Conv")
-def conv_schedule(kernel, target):
-    from mlc.loop.auto_schedule import plan_kernel
+def _conv_stage(kernel):
     from mlc.loop.tensor import Stage
     # the conv stage keeps its tag when epilogues merge into it (its name becomes theirs)
-    conv_stage = next((s for s in kernel.stages if isinstance(s, Stage) and s.is_reduction
-                       and s.tag.split("+")[0] == "Conv" and s.axes[-1].name == "oi"), None)
-    if conv_stage is None:
-        return None
-    plan = plan_kernel(kernel, target)
-    s = Schedule()
-    # every other stage (padding, unblocking, epilogues) by the generic rules
-    knobs = plan.default_knobs(target)
-    for p, k in zip(plan.plans, knobs):
-        if p.stage is not conv_stage:
-            s = p.apply(s, k)
-    name = conv_stage.name
-    ext = {a.name: a.extent for a in conv_stage.axes}
-    owt, nb = conv_tile(ext["ow"], ext["ob"], target.num_vector_registers)
-    depthwise = not any(a.name == "ii" for a in conv_stage.reduce_axes)
-    if depthwise:
-        nb = 1
-    s = s.split(name, "ow", owt)
-    outer = ["n", "ob", "oh", "ow.o"]
-    inner = ["ow.i"]
-    if nb > 1:
-        s = s.split(name, "ob", nb)
-        outer = ["n", "ob.o", "oh", "ow.o"]
-        inner = ["ow.i", "ob.i"]
-    red = [a.name for a in conv_stage.reduce_axes]
-    s = s.reorder(name, outer + red + inner + ["oi"])
-    for a in inner:
-        s = s.unroll(name, a)
-    s = s.vectorize(name, "oi")
-    wbuf = kernel.inputs[1].name
-    bi = next(a.extent for a in conv_stage.reduce_axes if a.name == "ii") if not depthwise else None
-    if depthwise:
-        s = s.pack(wbuf, 0, target.lanes_f32)
-    else:
-        s = s.pack(wbuf, 1, bi).pack(wbuf, 1, target.lanes_f32)
-    par = outer[:3]
-    s = s.fuse(name, par).parallel(name, "@".join(par))
-    return s
+    return next((s for s in kernel.stages if isinstance(s, Stage) and s.is_reduction
+                 and s.tag.split("+")[0] == "Conv" and s.axes[-1].name == "oi"), None)
+
+
+class ConvSpace(Space):
+    """Knobs of the blocked convolution micro-kernel.
+
+    owt: output pixels per register tile; nb: output channel blocks per tile (owt * nb
+    zmm accumulators); order: reduction loop order (icb, kh, kw, ii) or (kh, kw, icb, ii);
+    uii: unrolling of the input-channel lane loop; outer: (n, ob, oh, ow) or
+    (n, oh, ob, ow) outer order; par: outer loops fused for the thread pool."""
+
+    def __init__(self, kernel, target, threads: int = 1):
+        self.kernel, self.target, self.threads = kernel, target, threads
+        self.stage = _conv_stage(kernel)
+        self.plan = plan_kernel(kernel, target)
+        ext = {a.name: a.extent for a in self.stage.axes}
+        self.depthwise = not any(a.name == "ii" for a in self.stage.reduce_axes)
+        self.bi = next((a.extent for a in self.stage.reduce_axes if a.name == "ii"), 1)
+        self.regs = target.num_vector_registers
+        OW, OB = ext["ow"], ext["ob"]
+        nbs = [1] if self.depthwise else [d for d in (1, 2, 3, 4) if OB % d == 0]
+        self.knobs = [("owt", list(range(1, min(OW, self.regs - 4) + 1))), ("nb", nbs),
+                      ("order", [0] if self.depthwise else [0, 1]),
+                      ("uii", [1] if self.depthwise else [u for u in (1, 2, 4, 8) if self.bi % u == 0]),
+                      ("outer", [0, 1])]
+        if threads > 1:
+            self.knobs.append(("par", [2, 3, 4]))
+        owt, nb = conv_tile(OW, OB, self.regs)
+        if self.depthwise:
+            nb = 1
+        d = {"owt": owt, "nb": nb, "order": 0, "uii": 1, "outer": 0, "par": 3}
+        self._default = tuple(d[name] for name, _ in self.knobs)
+
+    def default(self) -> tuple:
+        return self._default
+
+    def valid(self, cfg: tuple) -> bool:
+        k = self.as_dict(cfg)
+        return k["owt"] * k["nb"] <= self.regs - 4 + (2 if k["nb"] == 1 else 0)
+
+    def schedule(self, cfg: tuple) -> Schedule:
+        k = {"par": 3, **self.as_dict(cfg)}
+        s = Schedule()
+        # every other stage (padding, layout copies, epilogues) by the generic rules
+        knobs = self.plan.default_knobs(self.target)
+        for p, kk in zip(self.plan.plans, knobs):
+            if p.stage is not self.stage:
+                s = p.apply(s, kk)
+        name = self.stage.name
+        owt, nb = int(k["owt"]), int(k["nb"])
+        s = s.split(name, "ow", owt)
+        ob = "ob"
+        inner = ["ow.i"]
+        if nb > 1:
+            s = s.split(name, "ob", nb)
+            ob = "ob.o"
+            inner = ["ow.i", "ob.i"]
+        outer = ["n", ob, "oh", "ow.o"] if k["outer"] == 0 else ["n", "oh", ob, "ow.o"]
+        red = [a.name for a in self.stage.reduce_axes]
+        if not self.depthwise:
+            red = ["icb", "kh", "kw", "ii"] if k["order"] == 0 else ["kh", "kw", "icb", "ii"]
+            if int(k["uii"]) > 1:
+                s = s.split(name, "ii", int(k["uii"]))
+                red = red[:-1] + ["ii.o", "ii.i"]
+        s = s.reorder(name, outer + red + inner + ["oi"])
+        if "ii.i" in red:
+            s = s.unroll(name, "ii.i")
+        for a in inner:
+            s = s.unroll(name, a)
+        s = s.vectorize(name, "oi")
+        wbuf = self.kernel.inputs[1].name
+        if self.depthwise:
+            s = s.pack(wbuf, 0, self.target.lanes_f32)
+        else:
+            s = s.pack(wbuf, 1, self.bi).pack(wbuf, 1, self.target.lanes_f32)
+        par = outer[:int(k["par"])]
+        s = s.fuse(name, par).parallel(name, "@".join(par))
+        return s
+
+
+@register_space("Conv")
+def conv_space(kernel, target, threads=1):
+    return ConvSpace(kernel, target, threads) if _conv_stage(kernel) is not None else None
+
+
+@register_schedule("Conv")
+def conv_schedule(kernel, target):
+    space = conv_space(kernel, target)
+    return space.schedule(space.default()) if space is not None else None

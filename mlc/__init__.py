@@ -17,5 +17,31 @@ def compile(*args, **kwargs):
     return _compile(*args, **kwargs)
 
 
-__all__ = ["compile", "Target", "MlcError", "ModelLoadError", "UnsupportedError", "ShapeError",
+def load(path, num_threads=None):
+    """Load a saved ``.mlc`` model; see :func:`mlc.api.load`.  (Imports neither the ONNX
+    frontend nor the operator library: loading stays fast.)"""
+    from .runtime.artifact import load as _load
+    return _load(path, num_threads=num_threads)
+
+
+def inspect(model, stage="fused", kernel=None, input_shapes=None, target="x86"):
+    """A readable view of one compilation stage; see :func:`mlc.inspect.inspect`."""
+    from .api import inspect as _inspect
+    return _inspect(model, stage=stage, kernel=kernel, input_shapes=input_shapes, target=target)
+
+
+def inspect_dot(model, input_shapes=None, target="x86"):
+    """The fused graph as Graphviz dot text; see :func:`mlc.inspect.inspect_dot`."""
+    from . import api  # noqa: F401  (registers the operator library)
+    from .inspect import inspect_dot as _dot
+    return _dot(model, input_shapes=input_shapes, target=target)
+
+
+def tune(*args, **kwargs):
+    """Tune a model's kernels on this machine; see :func:`mlc.tune.tuner.tune`."""
+    from .api import tune as _tune
+    return _tune(*args, **kwargs)
+
+
+__all__ = ["compile", "load", "tune", "inspect", "inspect_dot", "Target", "MlcError", "ModelLoadError", "UnsupportedError", "ShapeError",
            "InputError", "ScheduleError", "CodegenError", "TargetError", "ArtifactError", "TuningError"]

@@ -1,4 +1,4 @@
-"""The public entry points: compile, load.
+"""The public entry points: compile, load, inspect.
 
 This is the only module that imports ``mlc.kernels``, which registers every operator into
 the core's registry; the layers below know no operator by name.
@@ -17,14 +17,72 @@ from .target import Target
 
 
 def compile(model, target: "str | Target" = "x86", input_shapes: Mapping[str, tuple] | None = None,
-            num_threads: int | None = None, opt_level: int = 3) -> CompiledModel:
+            num_threads: int | None = None, opt_level: int = 3, tuning_log: str | list | None = None,
+            verbose: bool = False) -> CompiledModel:
     """Compile an ONNX model to native code for ``target``.
 
     ``model``: a path, the file's bytes, or an ``onnx.ModelProto``.
     ``input_shapes``: values for symbolic input dimensions, e.g. ``{"x": (1, 3, 224, 224)}``.
     ``num_threads``: worker threads at run time (default: all cores, or $MLC_NUM_THREADS).
+    ``tuning_log``: a tuning log (or list of logs) to apply; by default the logs shipped in
+    ``tuning_logs/`` and the user's cache (``~/.cache/mlc/tuning``) are applied, and
+    ``MLC_TUNING_LOGS=none`` turns them off.  The best record per kernel wins; kernels
+    without one keep their default schedule.  ``mod.stats["tuning"]`` says how many
+    kernels were tuned and how many records were set aside (another CPU, another version).
     """
     tgt = Target.from_string(target)
     graph = import_model(model, input_shapes=dict(input_shapes) if input_shapes else None)
-    exe = compile_graph(graph, CompileOptions(target=tgt, opt_level=opt_level, passes=default_passes))
+    best = _tuning_records(tuning_log, tgt)
+    schedules = {key: best.schedule_for(key) for key in best.best}
+    exe = compile_graph(graph, CompileOptions(target=tgt, opt_level=opt_level, passes=default_passes,
+                                              schedules=schedules))
+    tuned = exe.stats.get("tuned_kernels", 0)
+    exe.stats["tuning"] = {"kernels": exe.stats.get("kernels", 0), "tuned": tuned,
+                           "missing": exe.stats.get("kernels", 0) - tuned,
+                           "records_other_target": best.other_target,
+                           "records_incompatible": best.incompatible, "logs": best.files}
+    if verbose or os.environ.get("MLC_VERBOSE"):
+        t = exe.stats["tuning"]
+        msg = f"mlc: {t['tuned']} of {t['kernels']} kernels use tuned schedules"
+        if best.other_target or best.incompatible:
+            msg += (f"; ignored {best.other_target} record(s) for another CPU and "
+                    f"{best.incompatible} from an incompatible mlc version")
+        print(msg)
     return CompiledModel(exe, num_threads=num_threads)
+
+
+def _tuning_records(tuning_log, target: Target):
+    from .tune.records import default_log_paths, load_best
+    if tuning_log is None:
+        paths = default_log_paths()
+    elif isinstance(tuning_log, (list, tuple)):
+        paths = [os.fspath(p) for p in tuning_log]
+    else:
+        paths = [os.fspath(tuning_log)]
+    return load_best(paths, target.key)
+
+
+def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | None = None, **kwargs):
+    """Tune the model's kernels on this machine; see :func:`mlc.tune.tuner.tune`.
+
+    Records go to ``log`` (default: the user's cache, which later compiles apply)."""
+    from .tune.tuner import tune as _tune
+    return _tune(model, target=target, trials=trials, log=log, **kwargs)
+
+
+def load(path, num_threads: int | None = None) -> CompiledModel:
+    """Load a model saved with ``CompiledModel.save`` (see :mod:`mlc.runtime.artifact`).
+
+    Runs neither the ONNX frontend nor LLVM's optimiser: MCJIT links the stored object
+    code.  Raises ArtifactError (not an mlc file, truncated, corrupted, incompatible
+    version) or TargetError (this CPU lacks a feature the code was built for).
+    """
+    from .runtime.artifact import load as _load
+    return _load(path, num_threads=num_threads)
+
+
+def inspect(model, stage: str = "fused", kernel: str | None = None,
+            input_shapes: Mapping[str, tuple] | None = None, target: "str | Target" = "x86") -> str:
+    """A readable view of one compilation stage; see :func:`mlc.inspect.inspect`."""
+    from .inspect import inspect as _inspect
+    return _inspect(model, stage=stage, kernel=kernel, input_shapes=input_shapes, target=target)

@@ -73,6 +73,15 @@ def register_schedule(name: str, domain: str = ""):
     return deco
 
 
+def register_space(name: str, domain: str = ""):
+    """Decorator: the tuning space of kernels anchored by op ``name``:
+    ``(kernel, target, threads) -> mlc.tune.space.Space | None``."""
+    def deco(fn):
+        _REGISTRY[(domain, name)].space = fn
+        return fn
+    return deco
+
+
 def register_blocked(name: str, domain: str = "", prefers: bool = False):
     """Decorator: how op ``name`` runs in the blocked channel layout (see passes/layout.py)."""
     def deco(fn):

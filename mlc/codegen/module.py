@@ -11,7 +11,8 @@ The entry point runs the whole model in one native call::
 
 ``inputs``/``outputs`` are arrays of pointers to the caller's arrays; every other buffer is
 an offset into the arena (activations, scratch) or the weights blob (constants).  Python
-calls it once per inference.
+calls it once per inference.  ``mlc_run_profiled`` (same arguments plus ``uint64_t* ticks``)
+also reads the clock between kernels, for ``CompiledModel.profile``.
 """
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ from .emit import FunctionEmitter
 from .threadpool import add_thread_pool
 
 ENTRY = "mlc_run"
+#: ``void mlc_run_profiled(ptr inputs, ptr outputs, ptr arena, ptr weights, ptr ticks)``:
+#: ``mlc_run`` that also writes CLOCK_MONOTONIC (ns, uint64) to ``ticks[0]`` before the
+#: first kernel and to ``ticks[k + 1]`` after kernel ``k`` -- ``len(calls) + 1`` values.
+PROFILED_ENTRY = "mlc_run_profiled"
 
 
 @dataclass(frozen=True)
@@ -112,9 +117,19 @@ class ModuleBuilder:
 
     # ------------------------------------------------------------------------------
     def add_entry(self, calls: list) -> ir.Function:
-        """``calls``: [(kernel function, [Location per param])] in execution order."""
-        fn = ir.Function(self.module, ir.FunctionType(U.VOID, [U.PTR] * 4), name=ENTRY)
-        inputs, outputs, arena, weights = fn.args
+        """``calls``: [(kernel function, [Location per param])] in execution order.
+
+        Emits ``mlc_run`` and its profiling twin ``mlc_run_profiled`` (see
+        :data:`PROFILED_ENTRY`); returns ``mlc_run``.
+        """
+        fn = self._emit_entry(ENTRY, calls, profiled=False)
+        self._emit_entry(PROFILED_ENTRY, calls, profiled=True)
+        return fn
+
+    def _emit_entry(self, name: str, calls: list, profiled: bool) -> ir.Function:
+        nargs = 5 if profiled else 4
+        fn = ir.Function(self.module, ir.FunctionType(U.VOID, [U.PTR] * nargs), name=name)
+        inputs, outputs, arena, weights = fn.args[:4]
         b = ir.IRBuilder(fn.append_basic_block())
         cache: dict = {}
 
@@ -130,8 +145,48 @@ class ModuleBuilder:
             cache[loc] = p
             return p
 
-        for kfn, locs in calls:
+        tick = self._tick_writer(b, fn.args[4]) if profiled else (lambda k: None)
+        tick(0)
+        for k, (kfn, locs) in enumerate(calls):
             b.call(kfn, [pointer(l) for l in locs])
+            tick(k + 1)
+        b.ret_void()
+        return fn
+
+    def _tick_writer(self, b: ir.IRBuilder, ticks: ir.Value):
+        """``tick(k)`` emits ``ticks[k] = CLOCK_MONOTONIC in ns`` (a vDSO call, ~20 ns)."""
+        clock = self.module.globals.get("clock_gettime")
+        if clock is None:
+            clock = ir.Function(self.module, ir.FunctionType(U.I32, [U.I32, U.PTR]), name="clock_gettime")
+        ts = b.alloca(ir.LiteralStructType([U.I64, U.I64]), name="timespec")
+        zero = ir.Constant(U.I32, 0)
+
+        def tick(k: int):
+            b.call(clock, [ir.Constant(U.I32, 1), ts])        # CLOCK_MONOTONIC
+            sec = b.load(b.gep(ts, [zero, zero], inbounds=True), typ=U.I64)
+            nsec = b.load(b.gep(ts, [zero, ir.Constant(U.I32, 1)], inbounds=True), typ=U.I64)
+            ns = b.add(b.mul(sec, ir.Constant(U.I64, 1_000_000_000)), nsec)
+            b.store(ns, b.gep(ticks, [ir.Constant(U.I64, k)], source_etype=U.I64, inbounds=True))
+        return tick
+
+    def add_bench_entry(self, kernel: ir.Function, nparams: int) -> ir.Function:
+        """``void mlc_bench(ptr buffers, i64 n)``: call ``kernel`` n times (for the tuner)."""
+        fn = ir.Function(self.module, ir.FunctionType(U.VOID, [U.PTR, U.I64]), name="mlc_bench")
+        bufs, n = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        ptrs = [b.load(b.gep(bufs, [ir.Constant(U.I64, i)], source_etype=U.PTR), typ=U.PTR) for i in range(nparams)]
+        entry = b.block
+        loop = fn.append_basic_block("loop")
+        done = fn.append_basic_block("done")
+        b.cbranch(b.icmp_signed(">", n, ir.Constant(U.I64, 0)), loop, done)
+        b.position_at_end(loop)
+        i = b.phi(U.I64)
+        i.add_incoming(ir.Constant(U.I64, 0), entry)
+        b.call(kernel, ptrs)
+        nxt = b.add(i, ir.Constant(U.I64, 1))
+        i.add_incoming(nxt, loop)
+        b.cbranch(b.icmp_signed("<", nxt, n), loop, done)
+        b.position_at_end(done)
         b.ret_void()
         return fn
 

@@ -1,0 +1,203 @@
+"""Tuning records: JSON lines, one measurement per line, that later compiles reuse.
+
+A record::
+
+    {"v": 1, "key": <task key>, "target": <cpu:features>, "sched": [<steps>],
+     "config": <knobs>, "cost": <median seconds or null>, "costs": [...],
+     "error": <null or message>, "flops": <int>, "features": [...],
+     "mlc": <version>, "time": <ISO timestamp>, "desc": <ops and shapes>}
+
+Writing is append-only, one ``os.write`` of a whole line per record on a file opened with
+O_APPEND and held under an exclusive ``flock``: a tuner killed at any instant leaves every
+completed record intact, and several tuners can share one log.  Reading skips lines that
+do not parse (a torn last line, a hand edit) with a warning, never a crash.
+"""
+from __future__ import annotations
+
+import datetime
+import fcntl
+import glob
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+
+from ..errors import TuningError
+
+FORMAT_VERSION = 1
+# Records from these mlc versions produce schedules this version applies unchanged.
+COMPATIBLE_VERSIONS = ("0.1",)
+
+
+def _mlc_version() -> str:
+    from .. import __version__
+    return __version__
+
+
+def _compatible(version: str) -> bool:
+    return any(str(version).startswith(v) for v in COMPATIBLE_VERSIONS)
+
+
+@dataclass
+class Record:
+    key: str
+    target: str
+    sched: list
+    config: object = None
+    cost: float | None = None
+    costs: list = field(default_factory=list)
+    error: str | None = None
+    flops: int = 0
+    features: list | None = None
+    desc: str = ""
+    mlc: str = ""
+    time: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.cost is not None
+
+    def to_json(self) -> dict:
+        d = {"v": FORMAT_VERSION, "key": self.key, "target": self.target, "sched": self.sched,
+             "config": self.config, "cost": self.cost, "costs": self.costs, "error": self.error,
+             "flops": self.flops, "desc": self.desc, "mlc": self.mlc or _mlc_version(),
+             "time": self.time or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        if self.features is not None:
+            d["features"] = [round(float(x), 5) for x in self.features]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Record":
+        return cls(key=d["key"], target=d["target"], sched=d["sched"], config=d.get("config"),
+                   cost=d.get("cost"), costs=d.get("costs") or [], error=d.get("error"),
+                   flops=int(d.get("flops") or 0), features=d.get("features"), desc=d.get("desc", ""),
+                   mlc=d.get("mlc", ""), time=d.get("time", ""))
+
+
+class RecordWriter:
+    """Append records to a log file (created with its directory if needed)."""
+
+    def __init__(self, path: str):
+        self.path = os.fspath(path)
+        d = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(d, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise TuningError(f"cannot open tuning log {self.path!r} for writing: {exc.strerror}") from None
+
+    def write(self, record: Record) -> None:
+        line = (json.dumps(record.to_json(), separators=(",", ":")) + "\n").encode()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            # a previous writer killed mid-line would glue our record to its fragment
+            if os.fstat(self._fd).st_size > 0 and not self._ends_with_newline():
+                line = b"\n" + line
+            os.write(self._fd, line)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+
+    def close(self):
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def read_records(path: str, warn: bool = True) -> list[Record]:
+    """Every well-formed record of a log; malformed lines are skipped with one warning."""
+    out: list[Record] = []
+    bad = 0
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return out
+    except OSError as exc:
+        raise TuningError(f"cannot read tuning log {path!r}: {exc.strerror}") from None
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            d = json.loads(raw)
+            if d.get("v") != FORMAT_VERSION:
+                raise ValueError("unknown record version")
+            out.append(Record.from_json(d))
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+    if bad and warn:
+        warnings.warn(f"tuning log {path}: skipped {bad} malformed line(s)", stacklevel=2)
+    return out
+
+
+def default_log_paths() -> list[str]:
+    """Logs ``compile`` applies by default: the shipped ``tuning_logs/`` and the user's cache.
+
+    ``MLC_TUNING_LOGS=none`` turns them off; ``MLC_TUNING_LOGS=a.jsonl:b.jsonl`` replaces them.
+    """
+    env = os.environ.get("MLC_TUNING_LOGS")
+    if env is not None:
+        if env.strip().lower() in ("none", "off", "0", ""):
+            return []
+        return [p for p in env.split(os.pathsep) if p]
+    paths = []
+    shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "tuning_logs")
+    paths.extend(sorted(glob.glob(os.path.join(shipped, "*.jsonl"))))
+    paths.extend(sorted(glob.glob(os.path.join(user_cache_dir(), "*.jsonl"))))
+    return paths
+
+
+def user_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mlc", "tuning")
+
+
+@dataclass
+class BestRecords:
+    """The best valid record per task key for one target, and what was set aside."""
+
+    best: dict                      # key -> Record
+    other_target: int = 0           # records for another CPU (ignored)
+    incompatible: int = 0           # records from an mlc version whose schedules may not apply
+    files: list = field(default_factory=list)
+
+    def schedule_for(self, key: str):
+        from ..loop.schedule import Schedule
+        r = self.best.get(key)
+        return Schedule.from_json(r.sched) if r is not None else None
+
+
+def load_best(paths: list, target_key: str, warn: bool = True) -> BestRecords:
+    best: dict = {}
+    other, incompatible = 0, 0
+    for path in paths:
+        for r in read_records(path, warn=warn):
+            if r.target != target_key:
+                other += 1
+                continue
+            if not _compatible(r.mlc):
+                incompatible += 1
+                continue
+            if not r.ok:
+                continue
+            cur = best.get(r.key)
+            if cur is None or r.cost < cur.cost:
+                best[r.key] = r
+    return BestRecords(best, other, incompatible, list(paths))
