@@ -19,7 +19,7 @@ from mlc.loop.schedule import Schedule
 from mlc.loop.tensor import reduce_axis
 from mlc.loop.auto_schedule import plan_kernel
 from mlc.registry import register, register_blocked, register_schedule, register_space
-from mlc.tune.space import Space
+from mlc.tuning.space import Space
 
 
 # --------------------------------------------------------------------------------------

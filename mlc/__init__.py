@@ -38,7 +38,7 @@ def inspect_dot(model, input_shapes=None, target="x86"):
 
 
 def tune(*args, **kwargs):
-    """Tune a model's kernels on this machine; see :func:`mlc.tune.tuner.tune`."""
+    """Tune a model's kernels on this machine; see :func:`mlc.tuning.tuner.tune`."""
     from .api import tune as _tune
     return _tune(*args, **kwargs)
 

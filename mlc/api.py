@@ -52,7 +52,7 @@ def compile(model, target: "str | Target" = "x86", input_shapes: Mapping[str, tu
 
 
 def _tuning_records(tuning_log, target: Target):
-    from .tune.records import default_log_paths, load_best
+    from .tuning.records import default_log_paths, load_best
     if tuning_log is None:
         paths = default_log_paths()
     elif isinstance(tuning_log, (list, tuple)):
@@ -63,10 +63,10 @@ def _tuning_records(tuning_log, target: Target):
 
 
 def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | None = None, **kwargs):
-    """Tune the model's kernels on this machine; see :func:`mlc.tune.tuner.tune`.
+    """Tune the model's kernels on this machine; see :func:`mlc.tuning.tuner.tune`.
 
     Records go to ``log`` (default: the user's cache, which later compiles apply)."""
-    from .tune.tuner import tune as _tune
+    from .tuning.tuner import tune as _tune
     return _tune(model, target=target, trials=trials, log=log, **kwargs)
 
 

@@ -75,7 +75,7 @@ def register_schedule(name: str, domain: str = ""):
 
 def register_space(name: str, domain: str = ""):
     """Decorator: the tuning space of kernels anchored by op ``name``:
-    ``(kernel, target, threads) -> mlc.tune.space.Space | None``."""
+    ``(kernel, target, threads) -> mlc.tuning.space.Space | None``."""
     def deco(fn):
         _REGISTRY[(domain, name)].space = fn
         return fn

@@ -153,7 +153,7 @@ def run_in_process(built: Built, target_dict: dict, seed: int, threads: int = 1,
 
 
 class WorkerProcess:
-    """One ``python -m mlc.tune.worker`` subprocess; restarted after a crash or timeout."""
+    """One ``python -m mlc.tuning.worker`` subprocess; restarted after a crash or timeout."""
 
     def __init__(self):
         self._proc = None
@@ -162,7 +162,7 @@ class WorkerProcess:
         import subprocess
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        self._proc = subprocess.Popen([sys.executable, "-m", "mlc.tune.worker"], stdin=subprocess.PIPE,
+        self._proc = subprocess.Popen([sys.executable, "-m", "mlc.tuning.worker"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, env=env)
 
     def call(self, name: str, args: tuple, timeout: float | None):

@@ -1,4 +1,4 @@
-"""A measurement worker process: ``python -m mlc.tune.worker``.
+"""A measurement worker process: ``python -m mlc.tuning.worker``.
 
 Reads jobs from stdin and writes results to stdout, each a length-prefixed pickle
 ``(function name, args)`` -> result.  Running as its own interpreter (rather than through
