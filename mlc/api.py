@@ -10,15 +10,18 @@ from typing import Mapping
 
 from . import kernels as _kernels  # noqa: F401  (registers the operator library)
 from .compiler.pipeline import CompileOptions, compile_graph
-from .frontend import import_model
+from .frontend import import_model, load_model
+from .frontend.signature import input_signature
+from .runtime.dynamic import DynamicModel
 from .graph.passes import default_passes
 from .runtime.compiled_model import CompiledModel
+from .errors import DataDependentShapeError
 from .target import Target
 
 
 def compile(model, target: "str | Target" = "x86", input_shapes: Mapping[str, tuple] | None = None,
             num_threads: int | None = None, opt_level: int = 3, tuning_log: str | list | None = None,
-            verbose: bool = False) -> CompiledModel:
+            verbose: bool = False, _constant_inputs: Mapping | None = None) -> "CompiledModel | DynamicModel":
     """Compile an ONNX model to native code for ``target``.
 
     ``model``: a path, the file's bytes, or an ``onnx.ModelProto``.
@@ -29,9 +32,31 @@ def compile(model, target: "str | Target" = "x86", input_shapes: Mapping[str, tu
     ``MLC_TUNING_LOGS=none`` turns them off.  The best record per kernel wins; kernels
     without one keep their default schedule.  ``mod.stats["tuning"]`` says how many
     kernels were tuned and how many records were set aside (another CPU, another version).
+
+    A model with symbolic input dims not bound by ``input_shapes`` compiles to a
+    :class:`~mlc.runtime.dynamic.DynamicModel`: it specialises for the shapes it is
+    called with and caches each specialisation.
     """
     tgt = Target.from_string(target)
-    graph = import_model(model, input_shapes=dict(input_shapes) if input_shapes else None)
+    proto = load_model(model)
+    signature = input_signature(proto)
+    bound = dict(input_shapes or {})
+    dynamic = any(s.dims is None or (None in s.dims and s.name not in bound) for s in signature)
+
+    def compile_fn(shapes, consts):
+        return compile(proto, target=tgt, input_shapes=shapes, num_threads=num_threads, opt_level=opt_level,
+                       tuning_log=tuning_log, _constant_inputs=consts)
+
+    if dynamic and _constant_inputs is None:
+        # shapes known only at run time: one specialisation per distinct input signature
+        return DynamicModel(signature, compile_fn, num_threads=num_threads)
+    try:
+        graph = import_model(proto, input_shapes=bound or None, constant_inputs=_constant_inputs or None)
+    except DataDependentShapeError:
+        if _constant_inputs is not None:
+            raise
+        # shapes that depend on input values: specialise on those values at run time
+        return DynamicModel(signature, compile_fn, num_threads=num_threads)
     best = _tuning_records(tuning_log, tgt)
     schedules = {key: best.schedule_for(key) for key in best.best}
     exe = compile_graph(graph, CompileOptions(target=tgt, opt_level=opt_level, passes=default_passes,

@@ -31,6 +31,11 @@ class ShapeError(MlcError):
     """A tensor shape is unknown, inconsistent or not what an op requires."""
 
 
+class DataDependentShapeError(ShapeError):
+    """A tensor's shape depends on the *values* of run-time inputs (e.g. a Reshape target
+    fed as an input).  ``mlc.compile`` then specialises on those values at run time."""
+
+
 class InputError(MlcError):
     """A run-time input is missing, unexpected, or has the wrong shape or dtype."""
 

@@ -27,7 +27,7 @@ from typing import Mapping
 import numpy as np
 import onnx
 
-from ..errors import ShapeError, UnsupportedError
+from ..errors import DataDependentShapeError, ShapeError, UnsupportedError
 from ..graph.ir import Graph, Node, Tensor
 from ..registry import lookup
 from .onnx_types import (constant_arrays, dims, normalize_domain, sparse_to_array, tensor_dtype,
@@ -137,8 +137,10 @@ class _Scope:
         node = scope.producer.get(name)
         where = _producer_text(name, node)
         msg = f"tensor {name!r} {what} after constant folding: {where}"
+        value_dependent = False
         if node is not None:
-            msg += f"; {_why_unknown(node, scope)}"
+            why, value_dependent = _why_unknown(node, scope)
+            msg += f"; {why}"
         if len(self.problems) > 1:
             names = [p[0] for p in self.problems]
             listed = ", ".join(repr(n) for n in names[:_MAX_LISTED]) + (", ..." if len(names) > _MAX_LISTED else "")
@@ -147,7 +149,7 @@ class _Scope:
         if non_tensor:
             items = [_item(name, what, sc) for name, what, sc in non_tensor]
             raise UnsupportedError(msg, items)
-        raise ShapeError(msg)
+        raise (DataDependentShapeError if value_dependent else ShapeError)(msg)
 
 
 def _producer_text(name: str, node: onnx.NodeProto | None) -> str:
@@ -158,20 +160,21 @@ def _producer_text(name: str, node: onnx.NodeProto | None) -> str:
     return f"it is output {index} of {node.op_type}{f' ({domain})' if domain else ''} node {node.name!r}"
 
 
-def _why_unknown(node: onnx.NodeProto, scope: _Scope) -> str:
-    """A best guess at why onnx shape inference could not type this node's output."""
+def _why_unknown(node: onnx.NodeProto, scope: _Scope) -> tuple[str, bool]:
+    """A best guess at why onnx shape inference could not type this node's output, and
+    whether the cause is that the shape depends on run-time input values."""
     domain = normalize_domain(node.domain)
     if not onnx.defs.has(node.op_type, domain):
         return (f"onnx knows no operator {node.op_type!r} in domain {domain or 'ai.onnx'!r}, so it "
-                "cannot infer its output types; add value_info for its outputs to the model")
+                "cannot infer its output types; add value_info for its outputs to the model"), False
     bad_inputs = [i for i in node.input if i and scope.tensors.get(i) is None]
     if bad_inputs:
-        return f"its input(s) {', '.join(map(repr, bad_inputs))} are not fully known either"
+        return f"its input(s) {', '.join(map(repr, bad_inputs))} are not fully known either", False
     runtime = [i for i in node.input if i and not scope.tensors[i].is_constant]
     if runtime:
         return ("onnx shape inference could not determine it: the output shape depends on the "
-                f"values of {', '.join(map(repr, runtime))}, which are only known at run time")
-    return "onnx shape inference could not determine it"
+                f"values of {', '.join(map(repr, runtime))}, which are only known at run time"), True
+    return "onnx shape inference could not determine it", False
 
 
 def _item(name: str, what: str, scope: _Scope) -> tuple[str, int, str, str]:

@@ -42,7 +42,7 @@ import onnx.version_converter
 from google.protobuf.message import Message
 from onnx import external_data_helper
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, ShapeError
 from ..graph.ir import Graph
 from .bind import bind_input_shapes
 from .convert import raise_if_unsupported, to_graph
@@ -155,12 +155,15 @@ def _load_external_data(proto: onnx.ModelProto, path: str) -> None:
 # --- importing ------------------------------------------------------------------------------
 
 def import_model(model: ModelSource, input_shapes: Mapping[str, tuple] | None = None,
-                 check_supported: bool = True) -> Graph:
+                 check_supported: bool = True, constant_inputs: Mapping[str, object] | None = None) -> Graph:
     """Load an ONNX model and return it as an mlc Graph with every type static.
 
     ``input_shapes`` maps input names to full shapes, binding symbolic dims.  With
     ``check_supported`` every op must have a registered mlc kernel (one UnsupportedError
-    lists all that do not).  Raises ModelLoadError, ShapeError or UnsupportedError.
+    lists all that do not).  ``constant_inputs`` freezes run-time inputs to given values
+    (they become constants and leave the graph's inputs): how a model whose shapes depend
+    on input *values* (a Reshape target fed as an input) is specialised.
+    Raises ModelLoadError, ShapeError or UnsupportedError.
     """
     where = _describe(model)
     proto, weights = split_weights(load_model(model))     # the caller's proto is not modified
@@ -169,7 +172,7 @@ def import_model(model: ModelSource, input_shapes: Mapping[str, tuple] | None = 
     proto = convert_opset(proto, where)
     proto = _inline_local_functions(proto, where)
     name_unnamed_nodes(proto.graph)
-    wg = fold_constants(working_graph(proto, weights, input_shapes, where))
+    wg = fold_constants(working_graph(proto, weights, input_shapes, where, constant_inputs))
     if check_supported:
         raise_if_unsupported(wg.nodes, wg.opsets)
     return to_graph(wg)
@@ -337,10 +340,69 @@ def convert_opset(proto: onnx.ModelProto, where: str) -> onnx.ModelProto:
             continue
         changed = _interface_change(proto, converted)
         if changed is None:
+            _keep_legacy_resize_semantics(proto, converted)
             return converted
         failures.append(f"to opset {target}: the converted model's interface differs ({changed})")
     raise ModelLoadError(f"{where} uses ONNX opset {version}; mlc needs opset {MIN_OPSET} or newer "
                          f"and onnx.version_converter could not convert it ({'; '.join(failures)})")
+
+
+def _keep_legacy_resize_semantics(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
+    """Give converted Upsample / Resize-10 nodes their old coordinate rules explicitly.
+
+    onnx.version_converter turns them into Resize-13 without a coordinate_transformation_mode,
+    which then means half_pixel; before opset 11 the coordinates were asymmetric and nearest
+    rounding was "simple" (ceil on a downscaled axis, truncation otherwise), as onnxruntime
+    still computes them.  Nodes are matched by output name (conversion keeps it).
+    """
+    legacy: dict = {}
+
+    def collect(graph: onnx.GraphProto):
+        consts = {t.name: t for t in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant" and node.output:
+                for a in node.attribute:
+                    if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
+                        consts[node.output[0]] = a.t
+        for node in graph.node:
+            for _, body in subgraphs(node):
+                collect(body)
+            if node.domain not in ("", "ai.onnx") or node.op_type not in ("Upsample", "Resize"):
+                continue
+            scales = None
+            for a in node.attribute:
+                if a.name == "scales" and a.type == onnx.AttributeProto.FLOATS:
+                    scales = list(a.floats)
+            if scales is None and len(node.input) > 1 and node.input[1] in consts:
+                scales = to_array(consts[node.input[1]]).reshape(-1).tolist()
+            if node.output and node.output[0]:
+                legacy[node.output[0]] = (node.op_type, scales)
+
+    def patch(graph: onnx.GraphProto):
+        for node in graph.node:
+            for _, body in subgraphs(node):
+                patch(body)
+            if node.op_type != "Resize" or not node.output or node.output[0] not in legacy:
+                continue
+            op, scales = legacy[node.output[0]]
+            attrs = {a.name: a for a in node.attribute}
+            mode = attrs["mode"].s.decode() if "mode" in attrs else "nearest"
+            if "coordinate_transformation_mode" not in attrs:
+                node.attribute.append(onnx.helper.make_attribute("coordinate_transformation_mode", "asymmetric"))
+            if mode != "nearest" or "nearest_mode" in attrs:
+                continue
+            if op == "Upsample" or (scales is not None and all(v >= 1 for v in scales)):
+                nearest = "floor"          # scales >= 1: truncation of a non-negative coordinate
+            elif scales is not None and all(v <= 1 for v in scales):
+                nearest = "ceil"
+            else:                          # mixed / unknown: mlc's Resize kernel applies "simple"
+                node.attribute.append(onnx.helper.make_attribute("mlc_nearest_simple", 1))
+                continue
+            node.attribute.append(onnx.helper.make_attribute("nearest_mode", nearest))
+
+    collect(before.graph)
+    if legacy:
+        patch(after.graph)
 
 
 def _interface_change(before: onnx.ModelProto, after: onnx.ModelProto) -> str | None:
@@ -394,7 +456,7 @@ def _initializer_names(graph: onnx.GraphProto) -> list[str]:
 
 
 def working_graph(proto: onnx.ModelProto, weights: Mapping[str, onnx.TensorProto], input_shapes,
-                  where: str) -> WorkingGraph:
+                  where: str, constant_inputs: Mapping[str, object] | None = None) -> WorkingGraph:
     """Split the main graph into run-time inputs (shapes bound), constants and nodes.
 
     ``weights`` are the initializers :func:`split_weights` held out of the skeleton.
@@ -410,6 +472,13 @@ def working_graph(proto: onnx.ModelProto, weights: Mapping[str, onnx.TensorProto
         except Exception as e:
             raise ModelLoadError(f"{where}: initializer {name!r} cannot be read (corrupt or "
                                  f"truncated data): {_one_line(e)}") from e
+    if constant_inputs:
+        known = {vi.name for vi in graph.input}
+        unknown = sorted(set(constant_inputs) - known)
+        if unknown:
+            raise ShapeError(f"{where}: constant_inputs names {unknown}, which are not inputs of the model")
+        for name, value in constant_inputs.items():
+            consts[name] = np.asarray(value)
     runtime = [vi for vi in graph.input if vi.name not in consts]
     inputs, params = bind_input_shapes(runtime, input_shapes, consts)
     names = {vi.name for vi in inputs}
