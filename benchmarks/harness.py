@@ -1,0 +1,60 @@
+"""Timing helpers shared by the benchmark tables."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+
+def median_seconds(fn, repeat: int = 30, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def interleaved(fns: dict, repeat: int = 30, rounds: int = 3, warmup: int = 3) -> dict:
+    """Median time of each function, the sides interleaved call by call; best of ``rounds``
+    medians (a slow spell of the shared host then hits every side alike, or none)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    best = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        times = {k: [] for k in fns}
+        for _ in range(repeat):
+            for k, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+        for k in fns:
+            best[k] = min(best[k], float(np.median(times[k])))
+    return best
+
+
+def ort_session(model, threads: int):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def unset_openblas_overrides():
+    """numpy's OpenBLAS runs its slow 256-bit kernel while these are set: unset them, for
+    the comparison against numpy only (must happen before numpy is first imported)."""
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        os.environ.pop(var, None)
+
+
+def table(rows: list, headers: list) -> str:
+    cols = list(zip(*([headers] + [[str(c) for c in r] for r in rows])))
+    widths = [max(len(c) for c in col) for col in cols]
+    line = lambda r: "  ".join(str(c).rjust(w) for c, w in zip(r, widths))
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
