@@ -529,7 +529,8 @@ def _emit_pow(v, x, y):
     yfinite_small = v.lt(ay, 2.0 ** 24)
     yi = b.fptosi(v.sel(yfinite_small, y, 0.0), v.ity)
     y_is_int = v.or_(v.not_(yfinite_small), v.eq(v.tofloat(yi), y))
-    y_is_odd = v.and_(yfinite_small, v.ieq(v.iand(yi, 1), 1))
+    # odd means an odd *integer*: fptosi truncates, so 1.5 would otherwise count as odd
+    y_is_odd = v.and_(v.and_(yfinite_small, y_is_int), v.ieq(v.iand(yi, 1), 1))
     res = v.sel(v.and_(v.signbit(x), y_is_odd), v.neg(res), res)
     neg_finite = v.and_(v.lt(x, 0.0), v.gt(x, -_INF))
     res = v.sel(v.and_(neg_finite, v.not_(y_is_int)), _NAN, res)
