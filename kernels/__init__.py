@@ -3,4 +3,5 @@
 One module per operator family; each op is a build function (its computation) registered
 with ``mlc.registry.register``, plus optionally a default schedule.
 """
-from . import conv, data_movement, elementwise, gather_scatter, layout, matmul, normalization, pool, resize, shape_ops, views  # noqa: F401
+from . import (conv, einsum, elementwise, layout, logic, matmul, normalization, pool, reduce,  # noqa: F401
+               softmax, topk, views)

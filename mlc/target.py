@@ -144,6 +144,7 @@ def _host_target() -> Target:
 def _target_for_cpu(cpu: str) -> Target:
     import llvmlite.binding as llvm
     host = _host_target()
+    llvm.initialize_native_target()     # from_triple finds no target before this
     target = llvm.Target.from_triple(host.triple)
     try:
         tm = target.create_target_machine(cpu=cpu, features="")

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 
 from ..errors import CodegenError
-from ..loop.expr import (INDEX, Binary, Buffer, Call, Cast, Const, Expr, Load, Select, Var,
-                         coefficient, const, is_float, is_int, is_signed, simplify, binary)
+from ..loop.expr import (BITS_DTYPES, INDEX, SUBBYTE_INT_BITS, Binary, Buffer, Call, Cast, Const, Expr,
+                         Load, Select, Var, coefficient, const, is_float, is_int, is_signed, simplify,
+                         binary)
 from ..loop.stmt import Allocate, Break, For, If, Let, Seq, Stmt, Store
 from . import llvm_util as U
 
@@ -45,12 +46,14 @@ class FunctionEmitter:
     ``buffers`` maps each global Buffer the code touches to an ``ir.Value`` pointer.
     """
 
-    def __init__(self, module: ir.Module, fn: ir.Function, buffers: dict, lanes: int, has_fma: bool = True):
+    def __init__(self, module: ir.Module, fn: ir.Function, buffers: dict, lanes: int, has_fma: bool = True,
+                 dot4_lanes: frozenset = frozenset()):
         self.module = module
         self.fn = fn
         self.buffers = dict(buffers)
         self.lanes = lanes
         self.has_fma = has_fma
+        self.dot4_lanes = dot4_lanes      # vector widths with a vpdpbusd (see dot4_lanes())
         self.alloca_block = fn.append_basic_block("allocas")
         self.b = ir.IRBuilder(fn.append_basic_block("body"))
         self.env: dict = {}
@@ -123,7 +126,8 @@ class FunctionEmitter:
                 self.env[s.var] = ir.Constant(U.I64, i)
                 self.emit(s.body)
             return
-        if isinstance(ext, Const) and ext.value == 1:
+        if isinstance(ext, Const) and ext.value == 1 and not _contains_break(s.body):
+            # (with a Break inside, the loop must stay a loop: Break leaves *this* loop)
             self.env[s.var] = ir.Constant(U.I64, 0)
             self.emit(s.body)
             return
@@ -438,6 +442,10 @@ class FunctionEmitter:
                         x, y, z = self.match(x, y, z)
                         fn = U.intrinsic(self.module, f"llvm.fma.{U.suffix(x.type)}", x.type, [x.type] * 3)
                         return self.b.call(fn, [x, y, z])
+            if e.op == "add" and e.dtype == "int32":
+                for d, c in ((e.a, e.b), (e.b, e.a)):
+                    if isinstance(d, Call) and d.fn == "dot4_u8s8":
+                        return self.dot4(*self.match(self.expr(c), self.expr(d.args[0]), self.expr(d.args[1])))
             a, b = self.match(self.expr(e.a), self.expr(e.b))
             nonneg = e.op in ("floordiv", "mod") and self._is_nonneg(e.a) and self._is_nonneg(e.b)
             return self.binop(e.op, a, b, e.a.dtype, nonneg)
@@ -530,6 +538,12 @@ class FunctionEmitter:
     def from_memory(self, v: ir.Value, dtype: str) -> ir.Value:
         if dtype == "bool":
             return self.b.icmp_unsigned("!=", v, U.constant(v.type, 0))
+        if dtype in SUBBYTE_INT_BITS:
+            # the value sits in the low bits of its byte: sign- or zero-extend it to 8 bits
+            k = 8 - SUBBYTE_INT_BITS[dtype]
+            if is_signed(dtype):
+                return self.b.ashr(self.b.shl(v, U.constant(v.type, k)), U.constant(v.type, k))
+            return self.b.and_(v, U.constant(v.type, (1 << (8 - k)) - 1))
         if dtype == "bfloat16":
             lanes = U.lanes_of(v)
             wide = self.b.zext(v, U.vec(U.I32, lanes))
@@ -540,6 +554,8 @@ class FunctionEmitter:
     def to_memory(self, v: ir.Value, dtype: str) -> ir.Value:
         if dtype == "bool":
             return self.b.zext(v, U.vec(U.I8, U.lanes_of(v)))
+        if dtype in SUBBYTE_INT_BITS:
+            return self.b.and_(v, U.constant(v.type, (1 << SUBBYTE_INT_BITS[dtype]) - 1))
         if dtype == "bfloat16":
             # round to nearest even: add 0x7fff + lsb of the kept half, keep the high 16 bits
             lanes = U.lanes_of(v)
@@ -636,6 +652,8 @@ class FunctionEmitter:
         x = args[0]
         if fn == "not":
             return B.xor(x, U.constant(x.type, 1 if dtype == "bool" else -1))
+        if fn == "dot4_u8s8":
+            return self.dot4(U.constant(x.type, 0), x, args[1])
         if is_float(dtype):
             simple = {"sqrt": "sqrt", "abs": "fabs", "floor": "floor", "ceil": "ceil",
                       "trunc": "trunc", "round": "roundeven"}
@@ -686,10 +704,32 @@ class FunctionEmitter:
             return U.constant(U.vec(U.I1, U.lanes_of(x)), 0)
         raise CodegenError(f"math function {fn!r} is not available for {dtype}")
 
+    def dot4(self, acc: ir.Value, a: ir.Value, b: ir.Value) -> ir.Value:
+        """acc + dot4_u8s8(a, b) lane by lane: one vpdpbusd where the target has it."""
+        B = self.b
+        n = U.lanes_of(a)
+        if n in self.dot4_lanes:
+            fn = U.intrinsic(self.module, f"llvm.x86.avx512.vpdpbusd.{32 * n}", a.type, [a.type] * 3)
+            return B.call(fn, [acc, a, b])
+        # portable: widen the bytes, multiply, add each group of four
+        bytes_t, wide_t = ir.VectorType(U.I8, 4 * n), ir.VectorType(U.I32, 4 * n)
+        p = B.mul(B.zext(B.bitcast(a, bytes_t), wide_t), B.sext(B.bitcast(b, bytes_t), wide_t))
+        total = acc
+        for t in range(4):
+            part = B.shuffle_vector(p, p, ir.Constant(ir.VectorType(U.I32, n), [4 * j + t for j in range(n)]))
+            if n == 1:
+                part = B.extract_element(part, ir.Constant(U.I32, 0))
+            total = B.add(total, part)
+        return total
+
     def cast(self, v: ir.Value, src: str, dst: str) -> ir.Value:
         if src == dst:
             return v
         B = self.b
+        for x, y in ((src, dst), (dst, src)):
+            if x in BITS_DTYPES and (is_float(y) or y == "bool"):
+                raise CodegenError(f"no conversion {src} -> {dst}: {x} values are bit patterns "
+                                   "(decode / encode them explicitly)")
         lanes = U.lanes_of(v)
         dt = U.vec(U.reg_type(dst), lanes)
         if dst == "bool":
@@ -717,6 +757,23 @@ class FunctionEmitter:
 
 
 # --------------------------------------------------------------------------------------
+
+def dot4_lanes(target) -> frozenset:
+    """Vector widths (in 32-bit lanes) at which ``target`` has vpdpbusd."""
+    out = set()
+    if target.has("avx512vnni"):
+        out.add(16)
+        if target.has("avx512vl"):
+            out |= {4, 8}
+    if target.has("avxvnni"):
+        out |= {4, 8}
+    return frozenset(out)
+
+
+def _contains_break(s: Stmt) -> bool:
+    from ..loop.stmt import walk_stmt
+    return any(isinstance(x, Break) for x in walk_stmt(s))
+
 
 def _pow2_at_least(n: int) -> int:
     p = 1

@@ -358,6 +358,7 @@ class KernelPlan:
     kernel: Kernel
     plans: list                   # root stage plans in stage order
     attach: list                  # fixed steps (compute_at / compute_root)
+    inner: list = field(default_factory=list)   # fixed steps on attached stages (vectorize)
 
     def default_knobs(self, target) -> list:
         return [p.default_knobs(target) for p in self.plans]
@@ -372,7 +373,7 @@ class KernelPlan:
             if not retry:
                 break
         s = Schedule()
-        for step in attach + list(body.steps):
+        for step in attach + list(body.steps) + list(self.inner):
             s = s.then(*step)
         return s
 
@@ -406,7 +407,7 @@ class KernelPlan:
 def plan_kernel(kernel: Kernel, target) -> KernelPlan:
     lanes = target.lanes_f32
     outputs = set(kernel.outputs)
-    plans, attach = [], []
+    plans, attach, inner = [], [], []
     stages = [s for s in kernel.stages if isinstance(s, Stage)]
     for st in stages:
         root = st.buffer in outputs or st.name in kernel.materialize
@@ -414,21 +415,38 @@ def plan_kernel(kernel: Kernel, target) -> KernelPlan:
             spot = _attach_point(st, kernel)
             if spot is not None:
                 attach.append(("compute_at", st.name, spot[0], spot[1]))
+                vec = _attached_vector_axis(st)
+                if vec is not None:
+                    inner.append(("vectorize", st.name, vec))
                 continue
         plans.append(plan_stage(st, kernel, lanes))
-    return KernelPlan(kernel, plans, attach)
+    return KernelPlan(kernel, plans, attach, inner)
+
+
+def _attached_vector_axis(st: Stage) -> str | None:
+    """An attached reduction (softmax's sum, a norm's variance) computes one row per
+    consumer iteration: vectorise its innermost reduce axis when it reads contiguously."""
+    if not st.is_reduction or not st.reduce_axes:
+        return None
+    r = st.reduce_axes[-1]
+    if r.extent < 4:
+        return None
+    if all(_contiguous_in(ld, r.var) or _independent_of(ld, r.var) for ld in loads_of(st.body)):
+        return r.name
+    return None
 
 
 def _attach_point(st: Stage, kernel: Kernel):
     """(consumer, axis) where ``st``'s indices are fixed; None to compute it at root."""
     users = [u for u in kernel.stages if st.buffer in u.reads()]
-    if len(users) != 1 or not isinstance(users[0], Stage):
+    if len(users) != 1:
+        return _shared_attach_point(st, kernel, users)
+    if not isinstance(users[0], Stage):
         return None
     user = users[0]
     if user.buffer not in kernel.outputs:
         return None
-    lds = loads_of(user.body) + (loads_of(user.epilogue) if user.epilogue is not None else [])
-    lds = [ld for ld in lds if ld.buffer is st.buffer]
+    lds = _loads_in(user, st.buffer)
     used = set()
     for ld in lds:
         for i in ld.indices:
@@ -444,6 +462,44 @@ def _attach_point(st: Stage, kernel: Kernel):
     if last >= len(names) - 1:
         return None
     return user.name, names[last]
+
+
+def _loads_in(stage: Stage, buffer) -> list:
+    lds = loads_of(stage.body) + (loads_of(stage.epilogue) if stage.epilogue is not None else [])
+    return [ld for ld in lds if ld.buffer is buffer]
+
+
+def _shared_attach_point(st: Stage, kernel: Kernel, users: list):
+    """Attach point of a stage read by one root consumer C and by stages attached to C at
+    the same loop (softmax's max: read by the sum of exponentials and by the output).
+
+    Safe when each such stage reads ``st`` exactly at its own indices and C reads both at
+    one same index tuple: the region computed for C then covers what they read."""
+    if not users or not all(isinstance(u, Stage) for u in users):
+        return None
+    roots = [u for u in users if u.buffer in kernel.outputs or u.name in kernel.materialize]
+    if len(roots) != 1:
+        return None
+    c = roots[0]
+    c_idx = {tuple(ld.indices) for ld in _loads_in(c, st.buffer)}
+    if len(c_idx) != 1:
+        return None
+    spot = _attach_point(st, Kernel(kernel.name, kernel.inputs, kernel.outputs,
+                                    [x for x in kernel.stages if x is st or x is c],
+                                    kernel.constant, kernel.materialize))
+    if spot is None:
+        return None
+    for u in users:
+        if u is c:
+            continue
+        own = tuple(a.var for a in u.axes)
+        if any(tuple(ld.indices) != own for ld in _loads_in(u, st.buffer)):
+            return None
+        if {tuple(ld.indices) for ld in _loads_in(c, u.buffer)} != c_idx:
+            return None
+        if _attach_point(u, kernel) != spot:
+            return None
+    return spot
 
 
 def default_schedule(kernel: Kernel, target) -> Schedule:

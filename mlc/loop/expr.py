@@ -23,6 +23,14 @@ FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 ALL_DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
 INDEX = "int64"
+# Storage-only types, one value per byte as onnx / ml_dtypes hold them (not in ALL_DTYPES:
+# only kernels that know them accept them).  Sub-byte integers keep the value in the low
+# bits; code computes with them as 8-bit integers (loads sign/zero-extend, stores mask).
+# Small floats are kept as bit patterns: a cast to or from an integer type reinterprets
+# the bits, and mlc.kernels.quantize encodes / decodes them explicitly.
+SUBBYTE_INT_BITS = {"int4": 4, "uint4": 4, "int2": 2, "uint2": 2}
+BITS_DTYPES = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn")
+STORAGE_DTYPES = tuple(SUBBYTE_INT_BITS) + BITS_DTYPES
 
 
 def is_float(dtype: str) -> bool:
@@ -42,6 +50,8 @@ def dtype_bits(dtype: str) -> int:
         return 8
     if dtype == "bfloat16":
         return 16
+    if dtype in STORAGE_DTYPES:
+        return 8
     return np.dtype(dtype).itemsize * 8
 
 
@@ -56,12 +66,15 @@ def dtype_bytes(dtype: str) -> int:
 _COMPARE_OPS = ("lt", "le", "gt", "ge", "eq", "ne")
 _LOGIC_OPS = ("and", "or", "xor")
 BINARY_OPS = ("add", "sub", "mul", "div", "floordiv", "mod", "max", "min", "pow",
-              "shl", "shr", "atan2") + _COMPARE_OPS + _LOGIC_OPS
+              "shl", "shr", "atan2", "fmod") + _COMPARE_OPS + _LOGIC_OPS   # fmod: C fmod / srem
 # Math functions a Call may name.  Codegen implements each for scalars and vectors.
 CALL_FUNCS = ("exp", "log", "sqrt", "rsqrt", "erf", "tanh", "sigmoid", "abs", "neg",
               "floor", "ceil", "round", "trunc", "sin", "cos", "tan", "asin", "acos", "atan",
               "sinh", "cosh", "asinh", "acosh", "atanh", "not", "isnan", "isinf", "sign",
-              "reciprocal", "softplus", "log1p", "expm1")
+              "reciprocal", "softplus", "log1p", "expm1",
+              # dot4_u8s8(a, b), int32 operands: sum over the 4 bytes t of
+              # u8(a.byte[t]) * s8(b.byte[t]); ``acc + dot4_u8s8(a, b)`` is one vpdpbusd (VNNI)
+              "dot4_u8s8")
 
 
 class Expr:
