@@ -29,46 +29,10 @@ from ..loop.expr import dtype_bytes
 from ..loop.lower import LoweredKernel, lower, pack_array
 from ..loop.schedule import Schedule
 from ..registry import lookup
+# the compile's product, defined with the runtime (which loads it without this module)
+from ..runtime.executable import Executable, KernelRecord, TensorInfo  # noqa: F401
 from ..target import Target
 from .kernel_builder import BuiltKernel, build_kernel
-
-
-@dataclass
-class TensorInfo:
-    name: str
-    shape: tuple
-    dtype: str
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-
-@dataclass
-class KernelRecord:
-    """What was compiled for one kernel: for profiling, inspect and tuning reports."""
-
-    name: str
-    symbol: str
-    key: str
-    ops: list
-    nodes: list
-    flops: int
-    schedule: list
-    tuned: bool
-    out_shapes: list
-
-
-@dataclass
-class Executable:
-    object_code: bytes
-    weights: np.ndarray              # uint8, 64-byte aligned blob
-    arena_bytes: int
-    inputs: list                     # TensorInfo
-    outputs: list                    # TensorInfo
-    copy_outputs: list               # (output index, ("input"|"weights"|"arena"|"output", offset/index))
-    kernels: list                    # KernelRecord in execution order
-    target: Target
-    stats: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -77,6 +41,10 @@ class CompileOptions:
     schedules: dict = field(default_factory=dict)     # task key -> Schedule (from tuning logs)
     opt_level: int = 3
     passes: object = None                             # callable(Graph, target) -> Graph
+    # callable(stage, payload), for mlc.inspect: ("fused", Graph after passes),
+    # ("lowered", [(KernelRecord, LoweredKernel)]), ("llvm_ir", unoptimised IR text).
+    # It may raise to stop the compile after the stage it wants.
+    trace: object = None
 
 
 # --------------------------------------------------------------------------------------
@@ -107,6 +75,8 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
     target = options.target
     if options.passes is not None:
         graph = options.passes(graph, target)
+    if options.trace is not None:
+        options.trace("fused", graph)
     groups = partition(graph)
     used_after = _used_after(graph, groups)
 
@@ -136,6 +106,8 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
                                     [n.name for n in bk.nodes], bk.kernel.flops(), sched.to_json(), tuned,
                                     [list(b.shape) for b in bk.kernel.outputs]))
     t_lower = time.perf_counter()
+    if options.trace is not None:
+        options.trace("lowered", list(zip(records, lowered)))
 
     # memory
     nbytes = {name: t.nbytes for name, t in graph.tensors.items()}
@@ -176,6 +148,8 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
     mb.add_entry(calls)
     ir_text = mb.ir_text()
     t_ir = time.perf_counter()
+    if options.trace is not None:
+        options.trace("llvm_ir", ir_text)
     obj = compile_ir(ir_text, target, options.opt_level)
     t_llvm = time.perf_counter()
 

@@ -113,7 +113,7 @@ class Kernel:
 
     def flops(self) -> int:
         """Arithmetic operations per run (a multiply-add counts 2), for reports and the tuner."""
-        from .expr import Binary, Call, walk
+        from .expr import Binary, Call, is_float, walk
         total = 0
         for s in self.stages:
             if not isinstance(s, Stage):
@@ -122,8 +122,11 @@ class Kernel:
             red = 1
             for a in s.reduce_axes:
                 red *= a.extent
-            body_ops = sum(1 for x in walk(s.body) if isinstance(x, (Binary, Call)) and x.dtype != "bool")
-            epi_ops = sum(1 for x in walk(s.epilogue) if isinstance(x, (Binary, Call))) if s.epilogue is not None else 0
+            # arithmetic on values only: index and bounds arithmetic (integers, bools) is not work
+            def ops(e):
+                return sum(1 for x in walk(e) if isinstance(x, (Binary, Call)) and is_float(x.dtype))
+            body_ops = ops(s.body)
+            epi_ops = ops(s.epilogue) if s.epilogue is not None else 0
             total += points * (red * (body_ops + (1 if s.is_reduction else 0)) + epi_ops)
         return total
 

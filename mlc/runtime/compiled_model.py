@@ -13,11 +13,13 @@ import threading
 import numpy as np
 
 from ..codegen.jit import LoadedCode
-from ..codegen.module import ENTRY
 from ..errors import InputError
 from ..loop.expr import dtype_bytes
 
 _ALIGN = 64
+# mlc.codegen.module.ENTRY, spelled out: importing the code generator would add ~0.1 s to
+# every mlc.load (tests/test_artifact.py checks the two agree)
+ENTRY = "mlc_run"
 
 
 def _aligned_empty(nbytes: int) -> np.ndarray:
@@ -164,6 +166,29 @@ class CompiledModel:
         base = self._arena if space == "arena" else self._weights
         n = int(np.prod(info.shape, dtype=np.int64)) * dt.itemsize
         return base[where:where + n].view(dt).reshape(info.shape)
+
+    # ------------------------------------------------------------------------------
+    # deployment: mlc.runtime.artifact, .library and .profile do the work
+    @property
+    def executable(self):
+        """The compiled code, weights and metadata (an ``Executable``) this model runs."""
+        return self._exe
+
+    def save(self, path) -> str:
+        """Write the model to one ``.mlc`` file; ``mlc.load(path)`` reads it back."""
+        from .artifact import save
+        return save(self._exe, path)
+
+    def export_library(self, path, header=None, prefix: str = "mlc_model") -> str:
+        """Link a C-callable shared library (and write its C header, default ``path`` with
+        ``.h``); see :mod:`mlc.runtime.library`.  Returns the library's path."""
+        from .library import export_library
+        return export_library(self._exe, path, header=header, prefix=prefix)
+
+    def profile(self, feeds=None, repeat: int = 20, warmup: int = 3):
+        """Time every kernel (one native call per run); see :mod:`mlc.runtime.profile`."""
+        from .profile import profile
+        return profile(self, feeds, repeat=repeat, warmup=warmup)
 
     # ------------------------------------------------------------------------------
     def close(self):
