@@ -3,5 +3,5 @@
 One module per operator family; each op is a build function (its computation) registered
 with ``mlc.registry.register``, plus optionally a default schedule.
 """
-from . import (conv, einsum, elementwise, layout, logic, matmul, normalization, pool, reduce,  # noqa: F401
-               softmax, topk, views)
+from . import (conv, data_movement, einsum, elementwise, gather_scatter, layout, logic, matmul,  # noqa: F401
+               normalization, pool, reduce, resize, shape_ops, softmax, topk, views)
