@@ -336,7 +336,13 @@ def _tile_plan(stage: Stage, kernel: Kernel, lanes: int) -> TilePlan | None:
     if vec_load is None:
         return None
     others = [ld for ld in loads if ld is not vec_load]
-    if not any(_independent_of(ld, v.var) for ld in others):
+    red_vars = [a.var for a in stage.reduce_axes]
+    depends_on_red = lambda ld: any(depends_on(i, r) for i in ld.indices for r in red_vars)
+    # a contraction: the vector operand and a broadcast operand both run along the
+    # reduction (A[m, k] * B[k, n]); anything else has no reuse to tile for
+    if not depends_on_red(vec_load):
+        return None
+    if not any(_independent_of(ld, v.var) and depends_on_red(ld) for ld in others):
         return None
     # tile axis: innermost other spatial axis the vector operand does not depend on
     tile = None
@@ -379,9 +385,8 @@ class KernelPlan:
 
     def _fit_attach(self, body: Schedule, knobs: list) -> tuple:
         """Attach steps valid under the consumers' loops (a consumer's plan may have fused
-        its outer loops for the thread pool).  An attach axis fused as the innermost part
-        of a loop moves to that loop; one fused with loops inside it makes the consumer
-        fuse fewer loops (``knobs`` updated, retry=True)."""
+        its outer loops for the thread pool): an attach axis fused as the innermost part
+        of a loop moves to that loop.  (``plan_kernel`` only attaches where this works.)"""
         if not self.attach:
             return [], False
         from .schedule import apply_schedule
@@ -392,14 +397,9 @@ class KernelPlan:
             leaves = states[consumer].leaves
             if axis not in leaves:
                 fused = next((l for l in leaves if axis in l.split("@")), None)
-                if fused is not None and fused.split("@")[-1] == axis:
-                    step = (kind, stage, consumer, fused)
-                else:
-                    i = next((i for i, p in enumerate(self.plans) if p.stage.name == consumer), None)
-                    if i is not None and int(knobs[i].get("par", 0)) > 0:
-                        knobs[i]["par"] = int(knobs[i]["par"]) - 1
-                        return [], True
-                    continue            # computed at root instead
+                if fused is None or fused.split("@")[-1] != axis:
+                    raise AssertionError(f"attach point {axis} of {stage} lost in {consumer}'s plan")
+                step = (kind, stage, consumer, fused)
             out.append(step)
         return out, False
 
@@ -407,20 +407,48 @@ class KernelPlan:
 def plan_kernel(kernel: Kernel, target) -> KernelPlan:
     lanes = target.lanes_f32
     outputs = set(kernel.outputs)
-    plans, attach, inner = [], [], []
     stages = [s for s in kernel.stages if isinstance(s, Stage)]
+    spots = {}
     for st in stages:
         root = st.buffer in outputs or st.name in kernel.materialize
         if not root:
-            spot = _attach_point(st, kernel)
-            if spot is not None:
-                attach.append(("compute_at", st.name, spot[0], spot[1]))
-                vec = _attached_vector_axis(st)
-                if vec is not None:
-                    inner.append(("vectorize", st.name, vec))
-                continue
-        plans.append(plan_stage(st, kernel, lanes))
+            spots[st.name] = _attach_point(st, kernel)
+    roots = [st for st in stages if spots.get(st.name) is None]
+    root_plans = {st.name: plan_stage(st, kernel, lanes) for st in roots}
+    # an attach point must survive the consumer's own plan (a tiled consumer splits its
+    # loops); where it does not, the stage is computed at root with a plan of its own
+    for name, spot in list(spots.items()):
+        if spot is not None and not _attach_survives(kernel, root_plans.get(spot[0]), spot[1], target):
+            spots[name] = None
+            st = next(s for s in stages if s.name == name)
+            root_plans[name] = plan_stage(st, kernel, lanes)
+    plans, attach, inner = [], [], []
+    for st in stages:
+        spot = spots.get(st.name)
+        if spot is None:
+            plans.append(root_plans[st.name])
+            continue
+        attach.append(("compute_at", st.name, spot[0], spot[1]))
+        vec = _attached_vector_axis(st)
+        if vec is not None:
+            inner.append(("vectorize", st.name, vec))
     return KernelPlan(kernel, plans, attach, inner)
+
+
+def _attach_survives(kernel: Kernel, plan, axis: str, target) -> bool:
+    """Does ``axis`` remain a loop (possibly as the last part of a fused loop) under the
+    consumer plan's default schedule, for any thread count?"""
+    if plan is None:
+        return False
+    from .schedule import apply_schedule
+    for threads in (1, 2, 8):
+        knobs = plan.default_knobs(target)
+        if "par" in knobs and threads != target.num_cores:
+            knobs = dict(knobs, par=max(1, len(plan.stage.axes) - 1))
+        st = apply_schedule(kernel, plan.apply(Schedule(), knobs))[plan.stage.name]
+        if axis not in st.leaves and not any(l.split("@")[-1] == axis for l in st.leaves):
+            return False
+    return True
 
 
 def _attached_vector_axis(st: Stage) -> str | None:

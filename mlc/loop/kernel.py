@@ -58,15 +58,19 @@ class Kernel:
     def normalize(self) -> "Kernel":
         """Inline injective stages and merge elementwise epilogues (see module doc)."""
         stages = list(self.stages)
+        materialize = set(self.materialize)
         changed = True
         while changed:
             changed = False
             for s in list(stages):
                 if not isinstance(s, Stage) or s.is_reduction or s.buffer in self.outputs \
-                        or s.name in self.materialize:
+                        or s.name in materialize:
                     continue
                 users = [u for u in stages if s.buffer in u.reads()]
                 if any(isinstance(u, ExternStage) for u in users):
+                    continue
+                if any(inline_breaks_vector_access(s, u) for u in users):
+                    materialize.add(s.name)     # cheaper to compute once than per use
                     continue
                 stages = [inline_into(u, s) if u in users else u for u in stages if u is not s]
                 changed = True
@@ -86,7 +90,7 @@ class Kernel:
                 stages = [merged if u is e else u for u in stages if u is not r]
                 changed = True
                 break
-        return Kernel(self.name, self.inputs, self.outputs, stages, self.constant, self.materialize)
+        return Kernel(self.name, self.inputs, self.outputs, stages, self.constant, frozenset(materialize))
 
     # ------------------------------------------------------------------------------------
     def describe(self) -> str:
@@ -129,6 +133,45 @@ class Kernel:
             epi_ops = ops(s.epilogue) if s.epilogue is not None else 0
             total += points * (red * (body_ops + (1 if s.is_reduction else 0)) + epi_ops)
         return total
+
+
+_EXPENSIVE = frozenset({"exp", "log", "erf", "tanh", "sigmoid", "softplus", "pow", "sin", "cos", "tan",
+                        "expm1", "log1p", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh"})
+
+
+def _flat_offset(ld: Load):
+    from .expr import INDEX, binary, const, simplify
+    off = const(0, INDEX)
+    for i, st in zip(ld.indices, ld.buffer.strides()):
+        off = binary("add", off, binary("mul", i, st))
+    return simplify(off)
+
+
+def inline_breaks_vector_access(producer: Stage, user) -> bool:
+    """Would inlining ``producer`` turn ``user``'s contiguous vector operand into a gather?
+
+    A reduction's innermost output axis is where its schedule vectorises (a matmul's
+    columns): an operand read contiguously along it through a transposing producer would
+    be gathered element by element if the transpose were inlined -- materialising the
+    transposed copy once is cheaper (a K^T in attention)."""
+    from .expr import Call, coefficient, walk
+    if not isinstance(user, Stage) or not user.is_reduction or not user.axes:
+        return False
+    value = producer.full_expr()
+    # transcendentals inside a reduction's operand run once per use, as scalars when the
+    # operand is broadcast: computing them once, vectorised, is far cheaper
+    if any(isinstance(x, Call) and x.fn in _EXPENSIVE for x in walk(value)):
+        return True
+    v = user.axes[-1].var
+    pvars = [a.var for a in producer.axes]
+    for ld in loads_of(user.body, producer.buffer):
+        if coefficient(_flat_offset(ld), v) != 1:
+            continue
+        inlined = substitute(value, dict(zip(pvars, ld.indices)))
+        for src in loads_of(inlined):
+            if coefficient(_flat_offset(src), v) not in (0, 1):
+                return True
+    return False
 
 
 def inline_into(consumer, producer: Stage):
