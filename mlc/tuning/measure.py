@@ -10,7 +10,7 @@ happens in one separate *runner* process, one candidate after another, so that
 
 Each candidate kernel sits in a module with ``mlc_bench(buffers, n)`` calling it n times:
 one native call per measurement, repeated until ``min_seconds`` of work, ``repeat``
-times; the cost is the median.  Inputs are seeded random data of the kernel's input
+times; the cost is the fastest repeat.  Inputs are seeded random data of the kernel's input
 shapes (packed per candidate), and the outputs are compared with the default schedule's.
 
 Executors: :class:`LocalExecutor` (processes on this machine) and, when dask.distributed
@@ -56,7 +56,9 @@ class RunResult:
 
     @property
     def cost(self) -> float | None:
-        return float(np.median(self.costs)) if self.costs and self.error is None else None
+        """The fastest repeat: interference (another process, a frequency dip) only ever
+        adds time, so the minimum ranks candidates most reliably on a shared machine."""
+        return float(np.min(self.costs)) if self.costs and self.error is None else None
 
 
 # --------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 A record::
 
     {"v": 1, "key": <task key>, "target": <cpu:features>, "sched": [<steps>],
-     "config": <knobs>, "cost": <median seconds or null>, "costs": [...],
+     "config": <knobs>, "cost": <fastest repeat, seconds, or null>, "costs": [...],
      "error": <null or message>, "flops": <int>, "features": [...],
      "mlc": <version>, "time": <ISO timestamp>, "desc": <ops and shapes>}
 
