@@ -183,7 +183,49 @@ def _features_of_cpu(cpu: str) -> set:
     raise TargetError(f"mlc does not know the features of CPU {cpu!r}; known: {sorted(_CPU_FEATURES)}")
 
 
+# LLVM feature names -> /proc/cpuinfo flag names, where they differ
+_CPUINFO_NAMES = {"avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16", "avx512fp16": "avx512_fp16",
+                  "avxvnni": "avx_vnni", "sse4.2": "sse4_2", "sse4.1": "sse4_1", "bmi": "bmi1"}
+
+
+@functools.lru_cache(maxsize=None)
+def _cpuinfo_flags() -> frozenset | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def host_arch() -> str:
+    """This machine's architecture as LLVM triples spell it (x86_64, aarch64, ...)."""
+    import platform
+    m = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
+
+
+def host_cpu_label() -> str:
+    """A name for this CPU in messages (without loading LLVM)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return _host_target().cpu
+
+
 def host_missing_features(required: list[str]) -> list[str]:
-    """Features in ``required`` that this machine's CPU lacks."""
+    """Features in ``required`` that this machine's CPU lacks.
+
+    Read from /proc/cpuinfo where there is one: loading a saved model then never imports
+    LLVM (tens of MB of resident memory) just to ask the CPU what it can do."""
+    flags = _cpuinfo_flags()
+    if flags is not None:
+        return [f for f in required if _CPUINFO_NAMES.get(f, f) not in flags]
     host = _host_target()
     return [f for f in required if not host.has(f)]

@@ -22,6 +22,9 @@ File format (version 1), little-endian::
                  48  16 bytes reserved, zero
     offset 64   section "object": the relocatable object file (ELF) from LLVM
     (64-aligned) section "weights": the constants blob, exactly as the kernels address it
+    (64-aligned) section "shared_object" (optional): the object linked into a shared
+                object when a linker was at hand at save time; loading maps it with dlopen
+                and never imports LLVM (the object is kept for machines where that fails)
     (64-aligned) metadata: UTF-8 JSON (see :func:`_metadata`), last so that section
                 offsets are known when it is written
 
@@ -124,11 +127,18 @@ def save(exe, path: "str | os.PathLike") -> str:
     path = os.fspath(path)
     obj = bytes(exe.object_code)
     weights = np.ascontiguousarray(exe.weights).view(np.uint8).reshape(-1)
+    # the same code prelinked into a shared object, so that loading needs no LLVM (and
+    # none of its memory); without a linker on this machine, only the object is stored
+    from .native_code import link_shared_object
+    so = exe.shared_object or (link_shared_object(obj) if exe.target.is_host else None) or b""
     obj_off = HEADER_SIZE
     w_off = obj_off + len(obj) + _pad(obj_off + len(obj))
-    meta_off = w_off + weights.nbytes + _pad(w_off + weights.nbytes)
+    so_off = w_off + weights.nbytes + _pad(w_off + weights.nbytes)
+    meta_off = so_off + len(so) + _pad(so_off + len(so))
     sections = {"object": {"offset": obj_off, "size": len(obj)},
                 "weights": {"offset": w_off, "size": int(weights.nbytes)}}
+    if so:
+        sections["shared_object"] = {"offset": so_off, "size": len(so)}
     try:
         meta = json.dumps(_metadata(exe, sections), default=_json_default,
                           separators=(",", ":")).encode()
@@ -137,7 +147,7 @@ def save(exe, path: "str | os.PathLike") -> str:
     size = meta_off + len(meta)
 
     chunks = [obj, b"\0" * (w_off - obj_off - len(obj)), weights,
-              b"\0" * (meta_off - w_off - weights.nbytes), meta]
+              b"\0" * (so_off - w_off - weights.nbytes), so, b"\0" * (meta_off - so_off - len(so)), meta]
     crc = 0
     for c in chunks:
         crc = zlib.crc32(c, crc)
@@ -245,19 +255,17 @@ def read_metadata(path: "str | os.PathLike") -> dict:
 
 def check_target(meta: dict, where: str = "the model") -> None:
     """Raise TargetError if this machine cannot run code built for ``meta["target"]``."""
-    from ..target import Target, host_missing_features
+    from ..target import host_arch, host_cpu_label, host_missing_features
     t = meta["target"]
-    host = Target.host()
     arch = str(t.get("triple", "")).split("-")[0]
-    host_arch = host.triple.split("-")[0]
-    if arch != host_arch:
+    if arch != host_arch():
         raise TargetError(f"{where} was compiled for {arch} ({t.get('triple')}); this machine is "
-                          f"{host_arch}")
+                          f"{host_arch()}")
     required = list(t.get("required_features", []))
     missing = host_missing_features(required)
     if missing:
         raise TargetError(f"{where} was compiled for CPU {t.get('cpu')!r} with features "
-                          f"{', '.join(required)}; this CPU ({host.cpu}) lacks: {', '.join(missing)}. "
+                          f"{', '.join(required)}; this CPU ({host_cpu_label()}) lacks: {', '.join(missing)}. "
                           "Recompile the model on (or for) this machine, e.g. target='x86' or "
                           "'x86-avx2'")
 
@@ -394,8 +402,9 @@ def _executable(meta: dict, buf: np.ndarray, size: int, meta_off: int):
     copy_outputs = [(int(j), (str(space), int(where))) for j, space, where in meta["copy_outputs"]]
     kernels = [_filled(KernelRecord, k) for k in meta["kernels"]]
     target = Target.from_dict(meta["target"])
+    so = _section(meta, "shared_object", buf, meta_off).tobytes() if "shared_object" in meta["sections"] else None
     return Executable(obj, weights, int(meta["arena_bytes"]), tensors("inputs"), tensors("outputs"),
-                      copy_outputs, kernels, target, dict(meta.get("stats", {})))
+                      copy_outputs, kernels, target, dict(meta.get("stats", {})), so)
 
 
 def load(path: "str | os.PathLike", num_threads: int | None = None):

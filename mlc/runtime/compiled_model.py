@@ -12,7 +12,6 @@ import threading
 
 import numpy as np
 
-from ..codegen.jit import LoadedCode
 from ..errors import InputError
 from ..loop.expr import dtype_bytes
 
@@ -26,6 +25,17 @@ def _aligned_empty(nbytes: int) -> np.ndarray:
     raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
     start = (-raw.ctypes.data) % _ALIGN
     return raw[start:start + nbytes]
+
+
+def _load_code(executable):
+    """The executable's machine code in this process: the prelinked shared object when
+    there is one (no LLVM needed), else LLVM's object through MCJIT."""
+    so = getattr(executable, "shared_object", None)
+    if so:
+        from .native_code import SharedObjectCode
+        return SharedObjectCode(so)
+    from ..codegen.jit import LoadedCode
+    return LoadedCode(executable.object_code, executable.target)
 
 
 def default_num_threads() -> int:
@@ -60,7 +70,7 @@ class CompiledModel:
         self.inputs = list(executable.inputs)
         self.outputs = list(executable.outputs)
         self.target = executable.target
-        self._code = LoadedCode(executable.object_code, executable.target)
+        self._code = _load_code(executable)
         vp = ctypes.c_void_p
         self._run = self._code.function(ENTRY, None, vp, vp, vp, vp)
         self._set_threads = self._code.function("mlc_set_num_threads", None, ctypes.c_int32)
@@ -110,6 +120,8 @@ class CompiledModel:
             except Exception:
                 raise InputError(f"input {info.name!r}: expected a numpy array of {info.dtype}"
                                  f"{list(info.shape)}, got {type(value).__name__}") from None
+        if value.dtype != want and info.dtype == "bfloat16" and value.dtype.name == "bfloat16":
+            value = value.view(want)     # ml_dtypes.bfloat16 (as onnx gives it) -> its raw 16 bits
         if value.dtype != want:
             # as onnxruntime does: no silent conversion, the caller decides on precision
             raise InputError(f"input {info.name!r} has dtype {value.dtype}, the model expects {info.dtype}")

@@ -49,3 +49,4 @@ class Executable:
     kernels: list                    # KernelRecord in execution order
     target: Target
     stats: dict = field(default_factory=dict)
+    shared_object: bytes | None = None   # the object linked into a .so (saved artifacts only)
