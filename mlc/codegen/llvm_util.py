@@ -20,6 +20,10 @@ _REGISTER_TYPES = {
     "int8": I8, "uint8": I8, "int16": ir.IntType(16), "uint16": ir.IntType(16),
     "int32": I32, "uint32": I32, "int64": I64, "uint64": I64, "bool": I1,
 }
+# storage-only types (see mlc.loop.expr.STORAGE_DTYPES): one byte each
+_REGISTER_TYPES.update({dt: I8 for dt in ("int4", "uint4", "int2", "uint2", "float8_e4m3fn",
+                                          "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
+                                          "float4_e2m1fn", "float8_e8m0fnu")})
 # How values sit in memory when that differs from how they are computed with
 _MEMORY_TYPES = {"bool": I8, "bfloat16": ir.IntType(16)}
 

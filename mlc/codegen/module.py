@@ -25,7 +25,7 @@ from ..loop.lower import LoweredKernel, Region
 from ..loop.stmt import For
 from ..target import Target
 from . import llvm_util as U
-from .emit import FunctionEmitter
+from .emit import FunctionEmitter, dot4_lanes
 from .threadpool import add_thread_pool
 
 ENTRY = "mlc_run"
@@ -73,7 +73,7 @@ class ModuleBuilder:
             if i not in may_alias:
                 arg.add_attribute("noalias")
         fe = FunctionEmitter(self.module, fn, dict(zip(params, fn.args)), self.target.lanes_f32,
-                             self.target.has("fma"))
+                             self.target.has("fma"), dot4_lanes(self.target))
         for k, region in enumerate(lk.regions):
             if region.parallel:
                 self._emit_parallel_region(fe, fn, name, k, region, params, may_alias)
@@ -95,7 +95,7 @@ class ModuleBuilder:
             if i not in may_alias:
                 arg.add_attribute("noalias")
         inner = FunctionEmitter(self.module, body_fn, dict(zip(params, body_fn.args[:n])),
-                                self.target.lanes_f32, self.target.has("fma"))
+                                self.target.lanes_f32, self.target.has("fma"), dot4_lanes(self.target))
         begin, end = body_fn.args[n], body_fn.args[n + 1]
         inner.serial_loop(loop.var, begin, end, lambda: inner.emit(loop.body))
         inner.finish()

@@ -128,7 +128,10 @@ class Kernel:
                 red *= a.extent
             # arithmetic on values only: index and bounds arithmetic (integers, bools) is not work
             def ops(e):
-                return sum(1 for x in walk(e) if isinstance(x, (Binary, Call)) and is_float(x.dtype))
+                # dot4_u8s8: four multiplies and four adds (one VNNI instruction)
+                return sum(8 if isinstance(x, Call) and x.fn == "dot4_u8s8" else 1 for x in walk(e)
+                           if isinstance(x, (Binary, Call)) and (is_float(x.dtype) or
+                                                                 isinstance(x, Call) and x.fn == "dot4_u8s8"))
             body_ops = ops(s.body)
             epi_ops = ops(s.epilogue) if s.epilogue is not None else 0
             total += points * (red * (body_ops + (1 if s.is_reduction else 0)) + epi_ops)

@@ -192,6 +192,16 @@ def lower(kernel: Kernel, schedule: Schedule | None, lanes: int = 16) -> Lowered
 # nest construction for one stage
 # --------------------------------------------------------------------------------------
 
+def _vector_row(n: int, lanes: int) -> int:
+    """Elements a vector loop of ``n`` iterations touches: whole vectors, then the
+    power-of-two tail codegen uses for the remainder."""
+    full, rem = divmod(n, lanes)
+    tail = 1
+    while tail < rem:
+        tail *= 2
+    return full * lanes + (tail if rem else 0)
+
+
 class NestBuilder:
     """Builds the loop nest of one stage from its schedule state.
 
@@ -429,6 +439,10 @@ class NestBuilder:
         s = self.stage
         inner_sp = self._inner_spatial()
         shape = tuple(self.extent_of(l, mode) for l in inner_sp)
+        if inner_sp and self.st.annotations.get(inner_sp[-1]) == "vector":
+            # rows of whole vectors: a masked tail (14 lanes of 16) then touches only its own
+            # row, and LLVM can keep every row in registers
+            shape = shape[:-1] + (_vector_row(shape[-1], self.lanes),)
         size = int(np.prod(shape)) if shape else 1
         scope = "local" if size <= MAX_LOCAL_ACC else "global"
         if scope == "global":
