@@ -348,7 +348,18 @@ def _conv_stage(kernel):
     from mlc.loop.tensor import Stage
     # the conv stage keeps its tag when epilogues merge into it (its name becomes theirs)
     return next((s for s in kernel.stages if isinstance(s, Stage) and s.is_reduction
-                 and s.tag.split("+")[0] == "Conv" and s.axes[-1].name == "oi"), None)
+                 and s.tag.split("+")[0] in ("Conv", "ConvTranspose") and s.axes[-1].name == "oi"), None)
+
+
+def _weight_buffer(kernel, stage):
+    """The weights the conv stage reads per output lane (ConvTranspose reads sub-pixel
+    weights it derived at compile time, not its input 1)."""
+    from mlc.loop.expr import depends_on, loads_of
+    oi = stage.axes[-1].var
+    for ld in loads_of(stage.body):
+        if ld.buffer in kernel.constant and ld.indices and depends_on(ld.indices[0], oi):
+            return ld.buffer
+    return kernel.inputs[1]
 
 
 class ConvSpace(Space):
@@ -418,11 +429,14 @@ class ConvSpace(Space):
         for a in inner:
             s = s.unroll(name, a)
         s = s.vectorize(name, "oi")
-        wbuf = self.kernel.inputs[1].name
-        if self.depthwise:
-            s = s.pack(wbuf, 0, self.target.lanes_f32)
-        else:
-            s = s.pack(wbuf, 1, self.bi).pack(wbuf, 1, self.target.lanes_f32)
+        wbuf = _weight_buffer(self.kernel, self.stage)
+        # weights known at compile time are re-laid out for the micro-kernel; weights fed
+        # at run time are read where they are (correct, slower: no model does this for speed)
+        if wbuf in self.kernel.constant:
+            if self.depthwise:
+                s = s.pack(wbuf.name, 0, self.target.lanes_f32)
+            else:
+                s = s.pack(wbuf.name, 1, self.bi).pack(wbuf.name, 1, self.target.lanes_f32)
         par = outer[:int(k["par"])]
         s = s.fuse(name, par).parallel(name, "@".join(par))
         return s

@@ -12,10 +12,10 @@ from . import kernels as _kernels  # noqa: F401  (registers the operator library
 from .compiler.pipeline import CompileOptions, compile_graph
 from .frontend import import_model, load_model
 from .frontend.signature import input_signature
-from .runtime.dynamic import DynamicModel
+from .runtime.dynamic import FREEZE_MAX_ELEMENTS, DynamicModel
 from .graph.passes import default_passes
 from .runtime.compiled_model import CompiledModel
-from .errors import DataDependentShapeError
+from .errors import ConstantRequiredError, DataDependentShapeError
 from .target import Target
 
 
@@ -47,20 +47,35 @@ def compile(model, target: "str | Target" = "x86", input_shapes: Mapping[str, tu
         return compile(proto, target=tgt, input_shapes=shapes, num_threads=num_threads, opt_level=opt_level,
                        tuning_log=tuning_log, _constant_inputs=consts)
 
+    def value_inputs(exc) -> list:
+        """The graph inputs whose values an error says are needed at compile time."""
+        return _upstream_inputs(proto, getattr(exc, "tensors", ()))
+
     if dynamic and _constant_inputs is None:
         # shapes known only at run time: one specialisation per distinct input signature
-        return DynamicModel(signature, compile_fn, num_threads=num_threads)
+        return DynamicModel(signature, compile_fn, num_threads=num_threads, value_inputs=value_inputs)
     try:
-        graph = import_model(proto, input_shapes=bound or None, constant_inputs=_constant_inputs or None)
+        graph = import_model(proto, input_shapes=bound or None, constant_inputs=_constant_inputs or None,
+                             expand_control_flow=True)
     except DataDependentShapeError:
         if _constant_inputs is not None:
             raise
         # shapes that depend on input values: specialise on those values at run time
-        return DynamicModel(signature, compile_fn, num_threads=num_threads)
+        return DynamicModel(signature, compile_fn, num_threads=num_threads, value_inputs=value_inputs)
     best = _tuning_records(tuning_log, tgt)
     schedules = {key: best.schedule_for(key) for key in best.best}
-    exe = compile_graph(graph, CompileOptions(target=tgt, opt_level=opt_level, passes=default_passes,
-                                              schedules=schedules))
+    try:
+        exe = compile_graph(graph, CompileOptions(target=tgt, opt_level=opt_level, passes=default_passes,
+                                                  schedules=schedules))
+    except ConstantRequiredError as exc:
+        # an op needs the value of a run-time input (Slice bounds, axes, K, pads, scales fed
+        # as inputs): when it comes from graph inputs, specialise on their values at run time
+        sizes = {s.name: _static_size(s, bound) for s in signature}
+        frozen = [n for n in value_inputs(exc) if sizes.get(n) is not None and sizes[n] <= FREEZE_MAX_ELEMENTS]
+        if _constant_inputs is not None or not frozen:
+            raise
+        return DynamicModel(signature, compile_fn, num_threads=num_threads, value_inputs=value_inputs,
+                            frozen=frozen)
     tuned = exe.stats.get("tuned_kernels", 0)
     exe.stats["tuning"] = {"kernels": exe.stats.get("kernels", 0), "tuned": tuned,
                            "missing": exe.stats.get("kernels", 0) - tuned,
@@ -74,6 +89,34 @@ def compile(model, target: "str | Target" = "x86", input_shapes: Mapping[str, tu
                     f"{best.incompatible} from an incompatible mlc version")
         print(msg)
     return CompiledModel(exe, num_threads=num_threads)
+
+
+def _static_size(spec, bound) -> int | None:
+    dims = bound.get(spec.name, spec.dims)
+    if dims is None or any(d is None for d in dims):
+        return None
+    size = 1
+    for d in dims:
+        size *= int(d)
+    return size
+
+
+def _upstream_inputs(proto, tensors) -> list:
+    """The run-time graph inputs that ``tensors`` are computed from, in graph-input order."""
+    graph = proto.graph
+    inits = {t.name for t in graph.initializer}
+    inputs = [vi.name for vi in graph.input if vi.name not in inits]
+    producer = {o: node for node in graph.node for o in node.output if o}
+    seen, stack = set(), [t for t in tensors if t]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        node = producer.get(name)
+        if node is not None:
+            stack.extend(i for i in node.input if i)
+    return [n for n in inputs if n in seen]
 
 
 def _tuning_records(tuning_log, target: Target):

@@ -57,7 +57,8 @@ def _capture(model, stage: str, input_shapes, target) -> dict:
     from .graph.passes import default_passes
     from .target import Target
     tgt = Target.from_string(target)
-    graph = import_model(model, input_shapes=dict(input_shapes) if input_shapes else None)
+    graph = import_model(model, input_shapes=dict(input_shapes) if input_shapes else None,
+                         expand_control_flow=True)
     captured = {"graph": graph, "target": tgt}
     if stage == "graph":
         return captured

@@ -44,9 +44,11 @@ from onnx import external_data_helper
 
 from ..errors import ModelLoadError, ShapeError
 from ..graph.ir import Graph
+from ..graph.passes.control_flow import expand_control_flow as _expand_control_flow
 from .bind import bind_input_shapes
 from .convert import raise_if_unsupported, to_graph
 from .fold import WorkingGraph, fold_constants
+from .qdq import has_qdq, qdq_to_qlinear
 from .onnx_types import constant_arrays, dims, normalize_domain, to_array, type_kind
 from .scopes import name_unnamed_nodes, subgraphs, topological_order
 
@@ -155,7 +157,8 @@ def _load_external_data(proto: onnx.ModelProto, path: str) -> None:
 # --- importing ------------------------------------------------------------------------------
 
 def import_model(model: ModelSource, input_shapes: Mapping[str, tuple] | None = None,
-                 check_supported: bool = True, constant_inputs: Mapping[str, object] | None = None) -> Graph:
+                 check_supported: bool = True, constant_inputs: Mapping[str, object] | None = None,
+                 expand_control_flow: bool = False) -> Graph:
     """Load an ONNX model and return it as an mlc Graph with every type static.
 
     ``input_shapes`` maps input names to full shapes, binding symbolic dims.  With
@@ -163,10 +166,17 @@ def import_model(model: ModelSource, input_shapes: Mapping[str, tuple] | None = 
     lists all that do not).  ``constant_inputs`` freezes run-time inputs to given values
     (they become constants and leave the graph's inputs): how a model whose shapes depend
     on input *values* (a Reshape target fed as an input) is specialised.
+    ``expand_control_flow`` replaces If / Loop by plain nodes (or raises UnsupportedError),
+    as ``mlc.compile`` does; otherwise they stay nodes with nested body Graphs.
     Raises ModelLoadError, ShapeError or UnsupportedError.
     """
     where = _describe(model)
-    proto, weights = split_weights(load_model(model))     # the caller's proto is not modified
+    proto = load_model(model)
+    if has_qdq(proto):
+        # int8 Conv/MatMul written as float ops between Q/DQ pairs: run them as integer ops
+        # (before folding would turn the dequantised weights into float constants)
+        proto = qdq_to_qlinear(proto)
+    proto, weights = split_weights(proto)                  # the caller's proto is not modified
     add_missing_opset_imports(proto, where)
     run_checker(proto, where)
     proto = convert_opset(proto, where)
@@ -175,6 +185,9 @@ def import_model(model: ModelSource, input_shapes: Mapping[str, tuple] | None = 
     wg = fold_constants(working_graph(proto, weights, input_shapes, where, constant_inputs))
     if check_supported:
         raise_if_unsupported(wg.nodes, wg.opsets)
+    if expand_control_flow:
+        # If / Loop -> plain nodes, re-folded (mlc.graph.passes.control_flow)
+        wg = _expand_control_flow(wg)
     return to_graph(wg)
 
 

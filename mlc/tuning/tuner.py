@@ -125,7 +125,7 @@ def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | N
     if log is None:
         from .records import user_cache_dir
         log = os.path.join(user_cache_dir(), "tune.jsonl")
-    graph = import_model(model, input_shapes=input_shapes)
+    graph = import_model(model, input_shapes=input_shapes, expand_control_flow=True)
     tasks = extract_tasks(graph, tgt, threads)
     if tasks_filter is not None:
         tasks = [t for t in tasks if tasks_filter(t)]
