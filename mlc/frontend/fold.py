@@ -29,9 +29,9 @@ from typing import Mapping, MutableMapping
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from onnx.reference import ReferenceEvaluator
 
 from ..errors import ShapeError
+from ..graph.passes.onnx_reference import EVALUABLE_DOMAINS, NONDETERMINISTIC_OPS, run_node
 from .onnx_types import (constant_arrays, dims, elem_type_of, nbytes_of, static_shape,
                          tensor_dtype, value_info)
 from .scopes import node_reads, subgraphs
@@ -42,12 +42,6 @@ MAX_FOLD_BYTES = 64 * 2**20        # larger results stay nodes (computed at run 
 MAX_ROUNDS = 64                    # inference+fold rounds; real models need 2-4
 MAX_FOLDED_LOOP_TRIPS = 4096       # a Loop folds only with a constant trip count up to this
 INLINE_FOR_INFERENCE = 4096        # constants up to this many elements go to inference by value
-NONDETERMINISTIC_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform",
-                                  "RandomUniformLike", "Multinomial", "Bernoulli"})
-EVALUABLE_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
-# onnx.reference implements these ops only from a later version whose inputs and attributes
-# are a superset of the earlier ones: evaluate older nodes with that version
-REFERENCE_STANDINS = {"DequantizeLinear": 19}
 
 
 @dataclass
@@ -227,20 +221,8 @@ def _known_too_big(node, types) -> bool:
 def _evaluate(node, feeds: dict[str, np.ndarray], types, ctx) -> dict[str, np.ndarray] | None:
     """Run one node with onnx.reference; None if it fails or gives non-tensor/huge results."""
     outputs = [name for name in node.output if name]
-    # typed inputs: onnx.reference needs them to expand context-dependent function ops
-    inputs = [value_info(n, elem_type_of(v), v.shape) if isinstance(v, np.ndarray)
-              else onnx.ValueInfoProto(name=n) for n, v in feeds.items()]
-    graph = helper.make_graph([node], "fold", inputs, [onnx.ValueInfoProto(name=n) for n in outputs])
-    opsets = dict(ctx.opsets)
-    standin = REFERENCE_STANDINS.get(node.op_type)
-    if standin and node.domain in ("", "ai.onnx") and opsets.get("", standin) < standin:
-        opsets[""] = standin
-    try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            results = ReferenceEvaluator(_model_of(graph, opsets, ctx.ir_version)).run(None, feeds)
-    except Exception as e:      # onnx.reference raises many kinds; the node simply stays
-        log.debug("not folding %s %r: %s", node.op_type, node.name, e)
+    results = run_node(node, feeds, ctx.opsets, ctx.ir_version)
+    if results is None:
         return None
     values = {}
     for name, value in zip(outputs, results):
