@@ -3,5 +3,6 @@
 One module per operator family; each op is a build function (its computation) registered
 with ``mlc.registry.register``, plus optionally a default schedule.
 """
-from . import (conv, data_movement, einsum, elementwise, gather_scatter, layout, logic, matmul,  # noqa: F401
-               normalization, pool, reduce, resize, shape_ops, softmax, topk, views)
+from . import (control_flow_ops, conv, conv_transpose, data_movement, einsum, elementwise,  # noqa: F401
+               gather_scatter, layout, logic, matmul, normalization, pool, qlinear, quantize, reduce,
+               resize, rnn, shape_ops, softmax, topk, views)
