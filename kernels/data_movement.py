@@ -355,10 +355,16 @@ def space_to_depth(ctx):
         raise ctx.unsupported("input of rank other than 4")
     bs = int(ctx.attr("blocksize"))
     C = ctx.in_shape(0)[1]
+    mode = ctx.attr("mode", "DCR")          # opset 28: CRD as well
+    if mode not in ("DCR", "CRD"):
+        raise ctx.unsupported(f"mode {mode!r}")
 
     def f(n, c, h, w):
-        b = c // C
-        return x[n, c % C, h * bs + b // bs, w * bs + b % bs]
+        if mode == "DCR":
+            b, ci = c // C, c % C
+        else:
+            b, ci = c % (bs * bs), c // (bs * bs)
+        return x[n, ci, h * bs + b // bs, w * bs + b % bs]
     return [ctx.compute(ctx.out_shape(0), f, "space_to_depth")]
 
 

@@ -2,11 +2,12 @@
 
 Both are one reduction stage ``out[.., m, n] = sum_k A[.., m, k] * B[.., k, n]``; the
 default scheduler's tiling rule turns that into a register-tiled kernel with B packed into
-panels when B is a constant (weights).
+panels when B is a constant (weights).  float16 products accumulate in float32 and round
+once, as onnxruntime and numpy compute them (float16 arithmetic would round every step).
 """
 from __future__ import annotations
 
-from mlc.loop.expr import const, reduce_sum
+from mlc.loop.expr import cast, const, reduce_sum
 from mlc.loop.tensor import reduce_axis
 from mlc.registry import register
 
@@ -27,6 +28,7 @@ def matmul(ctx):
     out_shape = ctx.out_shape(0)
     k = reduce_axis(K, "k")
     nb = len(batch)
+    dt = ctx.out_dtype(0)
 
     def f(*idx):
         idx = list(idx)
@@ -35,6 +37,8 @@ def matmul(ctx):
         bidx = idx[:nb]
         av = a[k] if a_vec else broadcast_load(_Sub(a, 2), bidx)(m, k)
         bv = b[k] if b_vec else broadcast_load(_Sub(b, 2), bidx)(k, n)
+        if dt == "float16":     # accumulate in float32, round once (as onnxruntime, numpy)
+            return cast(dt, reduce_sum(cast("float32", av) * cast("float32", bv), [k]))
         return reduce_sum(av * bv, [k])
 
     names = [f"b{i}" for i in range(nb)] + (["m"] if not a_vec else []) + (["n"] if not b_vec else [])
@@ -72,12 +76,14 @@ def gemm(ctx):
     def f(m, n):
         av = a[k, m] if ta else a[m, k]
         bv = b[n, k] if tb else b[k, n]
+        if dt == "float16":     # accumulate (and scale, add the bias) in float32, round once
+            av, bv = cast("float32", av), cast("float32", bv)
         acc = reduce_sum(av * bv, [k])
         if alpha != 1.0:
-            acc = acc * const(alpha, dt)
+            acc = acc * const(alpha, acc.dtype)
         if c is not None and beta != 0.0:
-            cv = broadcast_load(c, (m, n))
-            acc = acc + (cv if beta == 1.0 else cv * const(beta, dt))
-        return acc
+            cv = cast(acc.dtype, broadcast_load(c, (m, n)))
+            acc = acc + (cv if beta == 1.0 else cv * const(beta, acc.dtype))
+        return cast(dt, acc)
 
     return [ctx.compute(ctx.out_shape(0), f, "gemm", axis_names=["m", "n"])]

@@ -25,7 +25,7 @@ from .reduce import adjacent_groups, merged_reduce_axes
 @register("BatchNormalization", pattern="broadcast")
 def batch_normalization(ctx):
     if int(ctx.attr("training_mode", 0)):
-        raise ctx.unsupported("training_mode=1 (mlc compiles inference graphs)")
+        return _batch_norm_training(ctx)
     x = ctx.input(0)
     dt = ctx.out_dtype(0)
     eps = float(ctx.attr("epsilon", 1e-5))
@@ -44,6 +44,37 @@ def batch_normalization(ctx):
         inv = call("rsqrt", var[c] + const(eps, dt))
         return (x[(n, c, *r)] - mean[c]) * inv * scale[c] + bias[c]
     return [ctx.compute(shape, f, "batchnorm")]
+
+
+def _batch_norm_training(ctx):
+    """training_mode=1 (opset 14+): normalise with the batch's own per-channel mean and
+    (population) variance; the optional outputs 1 and 2 are the updated running statistics
+    ``input_mean * momentum + batch_mean * (1 - momentum)`` (and the same for the variance)."""
+    dt, cdt = _float_input(ctx, "BatchNormalization")
+    x = ctx.input(0)
+    shape = ctx.in_shape(0)
+    if len(shape) < 2:
+        raise ctx.unsupported(f"input of rank {len(shape)}")
+    eps = float(ctx.attr("epsilon", 1e-5))
+    momentum = float(ctx.attr("momentum", 0.9))
+    C = shape[1]
+    red_extents = [shape[0]] + list(shape[2:])
+    groups = [[0]] + ([list(range(1, len(red_extents)))] if len(red_extents) > 1 else [])
+    mean, var = _moments(ctx, x, (C,), red_extents, lambda o, r: (r[0], o[0], *r[1:]), cdt, eps,
+                         "batchnorm", inv_fn=lambda v: v, groups=groups)
+    scale, bias, in_mean, in_var = (ctx.input(i) for i in range(1, 5))
+
+    def y(n, c, *r):
+        inv = call("rsqrt", var[c] + const(eps, cdt))
+        return cast(dt, (cast(cdt, x[(n, c, *r)]) - mean[c]) * inv * cast(cdt, scale[c]) + cast(cdt, bias[c]))
+    outs = [ctx.compute(shape, y, "batchnorm")]
+    for k, (running, batch) in enumerate(((in_mean, mean), (in_var, var)), start=1):
+        if len(ctx.node.outputs) > k and ctx.node.outputs[k]:
+            odt = ctx.out_dtype(k)
+            outs.append(ctx.compute((C,), lambda c, running=running, batch=batch, odt=odt: cast(
+                odt, cast(cdt, running[c]) * const(momentum, cdt) + batch[c] * const(1.0 - momentum, cdt)),
+                f"batchnorm_running{k}", dtype=odt))
+    return outs
 
 
 # --------------------------------------------------------------------------------------

@@ -2,14 +2,15 @@
 
 A window reduction over the spatial axes.  Out-of-bounds (padding) positions read the
 reducer's identity; AveragePool divides by the window size counted the ONNX way
-(``count_include_pad`` counts the padding but not the ``ceil_mode`` overhang).
+(``count_include_pad`` counts the padding but not the ``ceil_mode`` overhang; with
+dilations, only the taps of the window count).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from mlc.loop.expr import (binary, cast, const, identity_of, logical_and, reduce_max, reduce_sum,
-                           select)
+from mlc.loop.expr import (binary, cast, const, eq, identity_of, logical_and, reduce_max, reduce_min,
+                           reduce_sum, select)
 from mlc.loop.tensor import reduce_axis
 from mlc.registry import register, register_blocked
 
@@ -42,8 +43,9 @@ def _pool(ctx, kind: str):
     lane = bool(ctx.attr("mlc_blocked", 0))      # blocked layout: a trailing lane axis
     if lane:
         xs, out = xs[:-1], out[:-1]
-    if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
-        raise ctx.unsupported("the Indices output of MaxPool")
+    with_indices = len(ctx.node.outputs) > 1 and bool(ctx.node.outputs[1])
+    if with_indices and lane:
+        raise ctx.unsupported("the Indices output of MaxPool in the blocked layout")
     if ctx.in_dtype(0) not in ("float32", "float64", "float16") and kind == "avg":
         raise ctx.unsupported(f"AveragePool on {ctx.in_dtype(0)}")
     spatial_in, spatial_out = list(xs[2:]), list(out[2:])
@@ -54,11 +56,8 @@ def _pool(ctx, kind: str):
     ident = identity_of("max", dt)
     include_pad = int(ctx.attr("count_include_pad", 0))
 
-    def f(n, c, *o):
-        tail = ()
-        if lane:
-            *o, ci = o
-            tail = (ci,)
+    def window(n, c, o, tail, red=red):
+        """(value read at the window tap, in-bounds condition or None, tap position)."""
         pos = [o[d] * strides[d] + red[d] * dil[d] - pb[d] for d in range(nd)]
         conds = []
         for d in range(nd):
@@ -70,26 +69,61 @@ def _pool(ctx, kind: str):
                 conds.append(pos[d] < spatial_in[d])
         if conds:
             safe = [binary("min", binary("max", p, 0), spatial_in[d] - 1) for d, p in enumerate(pos)]
-            v = select(logical_and(*conds), x[(n, c, *safe, *tail)], ident if kind == "max" else const(0, dt))
-        else:
-            v = x[(n, c, *pos, *tail)]
+            inb = logical_and(*conds)
+            return select(inb, x[(n, c, *safe, *tail)], ident if kind == "max" else const(0, dt)), inb, safe
+        return x[(n, c, *pos, *tail)], None, pos
+
+    def f(n, c, *o):
+        tail = ()
+        if lane:
+            *o, ci = o
+            tail = (ci,)
+        v, _, _ = window(n, c, o, tail)
         if kind == "max":
             return reduce_max(v, red)
         total = reduce_sum(v, red)
         count = const(1, "int64")
         for d in range(nd):
             start = o[d] * strides[d] - pb[d]
-            if include_pad:
-                end = binary("min", start + kernel[d], spatial_in[d] + pe[d])
-                cnt = end - start
+            hi = spatial_in[d] + pe[d] if include_pad else spatial_in[d]
+            if dil[d] == 1:
+                end = binary("min", start + kernel[d], hi)
+                cnt = end - (start if include_pad else binary("max", start, 0))
             else:
-                end = binary("min", start + kernel[d], spatial_in[d])
-                cnt = end - binary("max", start, 0)
+                # taps start + k * dil, k in [0, kernel), that lie in [lo, hi): with a
+                # dilation the window's extent is not its tap count
+                lo = -pb[d] if include_pad else 0
+                k_lo = binary("max", (lo - start + dil[d] - 1) // dil[d], 0)
+                k_hi = binary("min", (hi - start + dil[d] - 1) // dil[d], kernel[d])
+                cnt = binary("max", k_hi - k_lo, 0)
             count = count * cnt
         return total / cast(dt, count)
 
     names = ["n", "c"] + [f"o{d}" for d in range(nd)] + (["ci"] if lane else [])
-    return [ctx.compute(ctx.out_shape(0), f, f"{kind}pool", axis_names=names)]
+    out = ctx.compute(ctx.out_shape(0), f, f"{kind}pool", axis_names=names)
+    if not with_indices:
+        return [out]
+    # Indices: the first tap (in window order) holding the maximum, as an index into the
+    # flattened input; storage_order=1 numbers the spatial dims column-major (onnxruntime)
+    order = int(ctx.attr("storage_order", 0))
+    C = xs[1]
+    plane = int(np.prod(spatial_in, dtype=np.int64))
+    big = const(np.iinfo(np.int64).max, "int64")
+    red2 = [reduce_axis(k, f"r{d}") for d, k in enumerate(kernel)]
+
+    def g(n, c, *o):
+        v, inb, pos = window(n, c, o, (), red2)
+        dims = list(range(nd)) if order == 0 else list(reversed(range(nd)))
+        flat = const(0, "int64")
+        for d in dims:
+            flat = flat * spatial_in[d] + cast("int64", pos[d])
+        flat = (cast("int64", n) * C + cast("int64", c)) * plane + flat
+        hit = eq(v, out[(n, c, *o)])
+        if inb is not None:
+            hit = logical_and(hit, inb)
+        return reduce_min(select(hit, flat, big), red2)
+
+    return [out, ctx.compute(ctx.out_shape(1), g, "maxpool_indices", dtype="int64", axis_names=names)]
 
 
 @register("MaxPool", pattern="reduce")

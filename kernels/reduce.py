@@ -13,7 +13,9 @@ contiguous memory.  Semantics followed (checked against onnxruntime):
   ReduceLogSum -> log x, ReduceMean/Max/... -> x), as onnxruntime computes it;
 * ReduceLogSumExp is max-shifted: ``m + log(sum(exp(x - m)))`` (an infinite ``m`` shifts by 0);
 * integer inputs: Sum, Mean (truncating division), Max, Min, Prod, L1, SumSquare, and L2 /
-  LogSum through float64 then truncated; float16 accumulates in float32.
+  LogSum through float64 then truncated; float16 accumulates in float32; bool inputs
+  (Max / Min, opset 20) are "any" / "all";
+* an empty reduced axis gives the reduction of the empty set (see ``_empty_reduce``).
 
 ArgMax/ArgMin are two stages: the extreme value, then the first (or last, with
 ``select_last_index``) index holding it.  CumSum is an imperative scan (ExternStage): the
@@ -160,13 +162,15 @@ def _build_reduce(op: str, ctx):
     dt = ctx.in_dtype(0)
     out_dt = ctx.out_dtype(0)
     out_shape = ctx.out_shape(0)
-    if dt not in _FLOATS and dt not in ints:
+    bool_in = dt == "bool" and op in ("ReduceMax", "ReduceMin")     # opset 20: any / all
+    if dt not in _FLOATS and dt not in ints and not bool_in:
         raise ctx.unsupported(f"{op} on {dt}")
-    no_empty(ctx, in_shape)
     axes = reduce_axes_of(ctx, input_from)
     keepdims = bool(int(ctx.attr("keepdims", 1)))
-    cdt = compute_dtype(dt)
+    cdt = "uint8" if bool_in else compute_dtype(dt)
     n = int(np.prod([in_shape[a] for a in axes], dtype=np.int64)) if axes else 1
+    if any(int(d) == 0 for d in in_shape):
+        return [_empty_reduce(ctx, op, n, out_dt)]
     floaty = is_float(cdt)
 
     def up(v):
@@ -215,8 +219,33 @@ def _build_reduce(op: str, ctx):
     else:  # pragma: no cover
         raise ctx.unsupported(op)
     combiner, value_fn, epi_fn = spec
+    if bool_in:
+        epi_fn = lambda acc, o: cast("bool", acc)  # noqa: E731
     return [reduction(ctx, x, in_shape, axes, keepdims, out_shape, combiner, value_fn, epi_fn,
                       op[6:].lower() if op != "ReduceSum" else "reducesum", out_dt)]
+
+
+def _empty_reduce(ctx, op: str, n: int, out_dt: str):
+    """A reduction of an empty input: the output is empty too, or (``n == 0``: an empty
+    reduced axis) every element is the reduction of the empty set — the combiner's
+    identity (Max: the dtype's lowest value, -inf for floats; Min: its highest), and
+    LogSum and LogSumExp log(0) = -inf; Mean gives 0 (not 0 / 0), as onnxruntime does."""
+    from .shape_ops import constant_stage
+    if n > 0 or int(np.prod(ctx.out_shape(0), dtype=np.int64)) == 0:
+        return constant_stage(ctx, np.zeros(ctx.out_shape(0), out_dt), "reduce_empty")
+    floaty = np.dtype(out_dt).kind == "f"
+    if out_dt == "bool":
+        lo, hi = False, True
+    elif floaty:
+        lo, hi = -np.inf, np.inf
+    else:
+        lo, hi = np.iinfo(out_dt).min, np.iinfo(out_dt).max
+    values = {"ReduceMax": lo, "ReduceMin": hi, "ReduceProd": 1,
+              "ReduceLogSum": -np.inf, "ReduceLogSumExp": -np.inf}
+    value = values.get(op, 0)
+    if not floaty and isinstance(value, float) and not np.isfinite(value):
+        raise ctx.unsupported(f"{op} of an empty set on {out_dt} (the result is not finite)")
+    return constant_stage(ctx, np.full(ctx.out_shape(0), value, dtype=out_dt), "reduce_empty")
 
 
 def _register_reduce(op: str):

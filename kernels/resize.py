@@ -28,7 +28,11 @@ onnxruntime conventions followed (where it deviates from, or refines, the ONNX t
 * with ``sizes``, scales are ``float(out) / float(in)``; ``keep_aspect_ratio_policy``
   replaces them by their min / max and the output size by ``round(scale * in)``.
 
-Unsupported: ``antialias=1``, non-constant scales / sizes / roi.
+``antialias=1`` (downscaling linear / cubic) stretches the filter as the ONNX reference
+does, and runs as one stage per resized axis (see :func:`antialias_axis`).
+
+Unsupported: non-constant scales / sizes / roi (mlc.compile specialises on their values
+when they are graph inputs), antialias with tf_crop_and_resize or on integer data.
 """
 from __future__ import annotations
 
@@ -213,8 +217,6 @@ def _resize_params(ctx, legacy: bool):
         raise ctx.unsupported(f"coordinate_transformation_mode {coord_mode!r}")
     if nearest_mode not in _NEAREST_MODES:
         raise ctx.unsupported(f"nearest_mode {nearest_mode!r}")
-    if int(ctx.attr("antialias", 0)):
-        raise ctx.unsupported("antialias=1")
     if int(ctx.attr("exclude_outside", 0)) and kind != "cubic":
         raise ctx.unsupported("exclude_outside=1 with a mode other than cubic")
     policy = _text(ctx.attr("keep_aspect_ratio_policy"), "stretch")
@@ -345,6 +347,12 @@ def build_resize(ctx, legacy: bool = False):
     for d in range(rank):
         if scales[d] == F32(1) and out_shape[d] != in_shape[d]:
             raise ctx.unsupported(f"axis {d} changes size with scale 1")
+    if int(ctx.attr("antialias", 0)) and kind != "nearest" and any(scales[d] < F32(1) for d in range(rank)):
+        if extrapolate:
+            raise ctx.unsupported("antialias=1 with tf_crop_and_resize")
+        if not is_float(dt):
+            raise ctx.unsupported(f"antialias=1 on {dt} data")
+        return _antialias(ctx, x, kind, coord_mode, scales, roi, cubic_a, exclude)
     axes = _interpolated_axes(kind, scales)
     plans = {d: plan_axis(kind, coord_mode, nearest_mode, in_shape[d], out_shape[d], scales[d], roi[d],
                           cubic_a, exclude, extrapolate) for d in axes}
@@ -416,6 +424,72 @@ def build_resize(ctx, legacy: bool = False):
 
     names = [f"i{d}" for d in range(rank)]
     return ctx.compute(out_shape, f, "resize", axis_names=names)
+
+
+def antialias_axis(kind: str, coord_mode: str, n_in: int, n_out: int, scale, roi: tuple, cubic_a,
+                   exclude_outside: bool) -> tuple:
+    """(idx, weight) tables, shape (taps, n_out), of one axis of an antialiased resize.
+
+    As the ONNX reference computes them: the filter (triangle for linear, Keys cubic) is
+    stretched by ``1 / scale`` when downscaling, so it spans ``2 / scale`` (linear) or
+    ``4 / scale`` (cubic) input pixels; tap ``k`` sits at ``base + start + k`` where
+    ``base = ceil(x) - 1`` (the pixel left of the source coordinate ``x``, and ``x - 1``
+    on a pixel), its weight is the filter at the scaled distance, the weights are
+    normalised to sum 1, and taps beyond the edges read the edge pixel (or, with
+    ``exclude_outside``, get weight 0 before normalising)."""
+    s = min(float(scale), 1.0)
+    orig = original_coords(coord_mode, n_out, n_in, F32(scale), *roi).astype(np.float64)
+    base = np.ceil(orig).astype(np.int64) - 1
+    ratio = orig - base                                   # in (0, 1]
+    if kind == "linear":
+        start = int(np.floor(-1 / s) + 1)
+        n = 2 - 2 * start
+    else:
+        start = int(np.floor(-2 / s) + 1)
+        n = 2 - 2 * start
+    rel = np.arange(start, start + n)[:, None]            # taps x 1
+    dist = np.abs((rel - ratio[None, :]) * s)
+    if kind == "linear":
+        w = np.clip(1 - dist, 0, 1)
+    else:
+        a = float(cubic_a)
+        w = np.where(dist <= 1, (a + 2) * dist ** 3 - (a + 3) * dist ** 2 + 1,
+                     np.where(dist < 2, a * dist ** 3 - 5 * a * dist ** 2 + 8 * a * dist - 4 * a, 0.0))
+    idx = base[None, :] + rel
+    if exclude_outside:
+        w = np.where((idx >= 0) & (idx < n_in), w, 0.0)
+    w = w / w.sum(axis=0, keepdims=True)
+    return np.clip(idx, 0, n_in - 1), w
+
+
+def _antialias(ctx, x, kind, coord_mode, scales, roi, cubic_a, exclude):
+    """Separable antialiased resize: one stage per resized axis, innermost axis first (as
+    the ONNX reference interpolates), each a weighted sum over that axis's taps."""
+    in_shape = list(ctx.in_shape(0))
+    out_shape = tuple(ctx.out_shape(0))
+    dt = ctx.out_dtype(0)
+    wdt = "float64" if dt == "float64" else "float32"
+    axes = [d for d in range(len(in_shape)) if scales[d] != F32(1)]
+    cur, shape = x, list(in_shape)
+    for k, d in enumerate(reversed(axes)):
+        idx, w = antialias_axis(kind, coord_mode, in_shape[d], out_shape[d], scales[d], roi[d], cubic_a,
+                                exclude)
+        itab = ctx.constant(idx.astype(np.int64), f"resize_aa_idx{d}")
+        wtab = ctx.constant(w.astype(wdt), f"resize_aa_w{d}")
+        shape[d] = out_shape[d]
+        last = k == len(axes) - 1
+
+        def f(*o, cur=cur, d=d, itab=itab, wtab=wtab, taps=idx.shape[0], last=last):
+            acc = None
+            for t in range(taps):
+                i = list(o)
+                i[d] = itab[t, o[d]]
+                v = cur[tuple(i)]
+                v = cast(wdt, v) if v.dtype != wdt else v
+                acc = _sum_no_fma(acc, wtab[t, o[d]] * v)
+            return cast_value(acc, wdt, dt) if last and dt != wdt else acc
+        cur = ctx.compute(tuple(shape), f, "resize_aa", dtype=dt if last else wdt, materialize=not last)
+    return cur
 
 
 def _cubic(o, axes, tables, load):

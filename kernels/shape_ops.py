@@ -15,8 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlc.loop.expr import ALL_DTYPES, INDEX, cast, const, eq, is_float, select
+from mlc.loop.expr import (ALL_DTYPES, BITS_DTYPES, INDEX, STORAGE_DTYPES, SUBBYTE_INT_BITS, binary, cast, const,
+                           call, eq, is_float, is_signed, select)
 from mlc.registry import register
+
+try:    # the float8 / float4 coding QuantizeLinear uses (importing it registers Q/DQ too)
+    from .quantize import decode_minifloat, encode_minifloat
+except ImportError:
+    decode_minifloat = encode_minifloat = None
 
 # --- constant outputs --------------------------------------------------------------------
 
@@ -112,10 +118,8 @@ def constant(ctx):
 @register("Range", pattern="injective")
 def range_(ctx):
     dt = ctx.out_dtype(0)
-    vals = [ctx.const(i) for i in range(3)]
-    if any(v is None for v in vals):
-        raise ctx.unsupported("start, limit and delta must be compile-time constants "
-                              "(the output size depends on them)")
+    # the output size depends on start, limit and delta
+    vals = [ctx.require_const(i, what) for i, what in enumerate(("start", "limit", "delta"))]
     start, limit, delta = (np.asarray(v).reshape(-1)[0] for v in vals)
     if delta == 0:
         raise ctx.unsupported("delta 0")
@@ -165,11 +169,102 @@ def _cast(ctx, dst: str):
     x = ctx.input(0)
     src = ctx.in_dtype(0)
     for dt in (src, dst):
-        if dt not in ALL_DTYPES:
+        if dt not in ALL_DTYPES and dt not in STORAGE_DTYPES:
             raise ctx.unsupported(f"cast {src} -> {dst}: no code generation for {dt}")
+    if src in STORAGE_DTYPES or dst in STORAGE_DTYPES:
+        return [_cast_storage(ctx, x, src, dst)]
     materialize = dst == "bfloat16" and src != "bfloat16"
     return [ctx.compute(ctx.out_shape(0), lambda *i: cast_value(x[i], src, dst), "cast",
                         materialize=materialize)]
+
+
+def _cast_storage(ctx, x, src: str, dst: str):
+    """A cast from or to a storage-only type (int4/uint4/int2/uint2, float8, float4).
+
+    Such a value is read into a computable one first: a sub-byte integer loads sign- or
+    zero-extended (any integer type holds it), a small float is decoded exactly to float32.
+    To a sub-byte integer, the value converts to int32 (floats truncate toward zero) and
+    keeps its low bits, sign-extended for int4/int2 — it wraps, as the ONNX reference
+    (ml_dtypes) does.  To a small float, it goes through float32 and is rounded to nearest
+    even; ``saturate`` (default 1) clamps overflow to the largest finite value, else it
+    becomes inf or NaN as the format has them.  The float8 / float4 encoding is the one
+    QuantizeLinear uses (mlc.kernels.quantize).
+    """
+    if (src in _MINIFLOATS or dst in _MINIFLOATS) and encode_minifloat is None:
+        raise ctx.unsupported(f"cast {src} -> {dst}: small-float casts need mlc.kernels.quantize")
+    saturate = bool(int(ctx.attr("saturate", 1)))
+
+    round_mode = ctx.attr("round_mode", "up")
+    if dst == E8M0 and round_mode not in ("up", "down", "nearest"):
+        raise ctx.unsupported(f"round_mode {round_mode!r}")
+
+    def f(*i):
+        v, vdt = x[i], src
+        if src == E8M0:
+            v, vdt = _decode_e8m0(ctx, v), "float32"
+        elif src in BITS_DTYPES:
+            v, vdt = decode_minifloat(ctx, v, src), "float32"
+        elif src in SUBBYTE_INT_BITS:
+            v, vdt = cast("int32", v), "int32"
+        if dst == E8M0:
+            code = _encode_e8m0(ctx, cast_value(v, vdt, "float32"), saturate, round_mode)
+            return cast(dst, cast("uint8", code))
+        if dst in BITS_DTYPES:
+            code = encode_minifloat(ctx, cast_value(v, vdt, "float32"), dst, saturate)
+            return cast(dst, cast("uint8", code))
+        if dst in SUBBYTE_INT_BITS:
+            bits = SUBBYTE_INT_BITS[dst]
+            low = binary("and", cast_value(v, vdt, "int32"), const((1 << bits) - 1, "int32"))
+            if is_signed(dst):
+                half = const(1 << (bits - 1), "int32")
+                low = binary("xor", low, half) - half
+            return cast(dst, low)
+        return cast_value(v, vdt, dst)
+
+    return ctx.compute(ctx.out_shape(0), f, "cast")
+
+
+E8M0 = "float8_e8m0fnu"
+_MINIFLOATS = tuple(dt for dt in BITS_DTYPES if dt != E8M0)
+
+
+def _decode_e8m0(ctx, bits):
+    """float8_e8m0fnu (a bare biased exponent): code k is 2^(k - 127), 255 is NaN."""
+    table = np.array([2.0 ** (k - 127) for k in range(255)] + [np.nan], np.float32)
+    return ctx.constant(table, "e8m0_table")[cast(INDEX, cast("uint8", bits))]
+
+
+def _encode_e8m0(ctx, v, saturate: bool, round_mode: str):
+    """The e8m0 code (int32) of float32 ``v``, as the ONNX reference derives it from the
+    float32 bits: the biased exponent E, plus one when rounding up the fraction f
+    ("up": f > 0; "nearest": f > 1/2, or f = 1/2 and E > 0; "down": never), except at
+    E = 254 when saturating; the sign is dropped, inf and NaN give 255.  E and f come from
+    exact float arithmetic: E by a binary search over a table of powers of two (0 below
+    2^-126, where f is the subnormal's fraction)."""
+    a = call("abs", v)
+    powers = ctx.constant(np.array([0.0] + [2.0 ** (k - 127) for k in range(1, 255)] + [np.inf], np.float32),
+                          "e8m0_pow")
+    e = const(0, "int32")
+    for step in (128, 64, 32, 16, 8, 4, 2, 1):
+        cand = e + const(step, "int32")
+        e = select(a >= powers[cast(INDEX, binary("min", cand, const(255, "int32")))], cand, e)
+    inverse = ctx.constant(np.array([2.0 ** 126] + [2.0 ** (127 - k) for k in range(1, 256)], np.float32),
+                           "e8m0_inv")
+    normal = e > const(0, "int32")
+    f = a * inverse[cast(INDEX, e)] - select(normal, const(1.0, "float32"), const(0.0, "float32"))
+    half = const(0.5, "float32")
+    if round_mode == "up":
+        up = f > const(0.0, "float32")
+    elif round_mode == "nearest":
+        up = (f > half) | (eq(f, half) & normal)
+    else:
+        up = None
+    if up is not None:
+        if saturate:
+            up = up & (e < const(254, "int32"))
+        e = e + select(up, const(1, "int32"), const(0, "int32"))
+    special = call("isnan", v) | call("isinf", v)
+    return select(special, const(255, "int32"), e)
 
 
 @register("Cast", pattern="elemwise")

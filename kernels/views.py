@@ -1,6 +1,8 @@
 """Operators that only reinterpret memory: between kernels they are free aliases; inside a
-fused kernel they are index arithmetic."""
+fused kernel they are index arithmetic.  (And Dropout, which is a copy in inference.)"""
 from __future__ import annotations
+
+import numpy as np
 
 from mlc.loop.expr import binary, const
 from mlc.registry import register
@@ -31,5 +33,24 @@ def _view(op_name: str):
     return build
 
 
-for _op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"):
+for _op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"):
     _view(_op)
+
+
+@register("Dropout", pattern="injective")
+def dropout(ctx):
+    """Dropout in inference: a copy, and an all-true mask (output 1).  The simplify pass
+    removes the common case; this kernel runs when a mask is read or ``training_mode`` is
+    an input.  Training mode (random drops) is unsupported unless the ratio is 0."""
+    x = ctx.input(0)
+    if ctx.has_input(2):
+        training = bool(np.asarray(ctx.require_const(2, "training_mode")).reshape(-1)[0])
+        ratio = 0.5
+        if training and ctx.has_input(1):
+            ratio = float(np.asarray(ctx.require_const(1, "ratio")).reshape(-1)[0])
+        if training and ratio != 0:
+            raise ctx.unsupported("training_mode=true (random dropout) with a ratio other than 0")
+    outs = [ctx.compute(ctx.out_shape(0), lambda *i: x[i], "dropout")]
+    if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
+        outs.append(ctx.compute(ctx.out_shape(1), lambda *i: const(True, "bool"), "dropout_mask"))
+    return outs

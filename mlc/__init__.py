@@ -4,7 +4,7 @@
     mod = mlc.compile("model.onnx", target="x86")
     out = mod(x)
 """
-from .errors import (ArtifactError, CodegenError, InputError, MlcError, ModelLoadError, ScheduleError,
+from .errors import (ArtifactError, CodegenError, ConstantRequiredError, InputError, MlcError, ModelLoadError, ScheduleError,
                      ShapeError, TargetError, TuningError, UnsupportedError)
 from .target import Target
 
@@ -43,5 +43,5 @@ def tune(*args, **kwargs):
     return _tune(*args, **kwargs)
 
 
-__all__ = ["compile", "load", "tune", "inspect", "inspect_dot", "Target", "MlcError", "ModelLoadError", "UnsupportedError", "ShapeError",
+__all__ = ["compile", "load", "tune", "inspect", "inspect_dot", "Target", "MlcError", "ModelLoadError", "UnsupportedError", "ConstantRequiredError", "ShapeError",
            "InputError", "ScheduleError", "CodegenError", "TargetError", "ArtifactError", "TuningError"]

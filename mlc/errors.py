@@ -27,6 +27,19 @@ class UnsupportedError(MlcError):
         self.items = list(items or [])
 
 
+class ConstantRequiredError(UnsupportedError):
+    """An op needs the *value* of an input at compile time (Slice bounds, reduction axes,
+    TopK's K, Pad's pads, Resize scales...) but that input is only known at run time.
+
+    ``tensors`` names those inputs.  When they are computed from graph inputs,
+    ``mlc.compile`` specialises on the values of those inputs at run time (as for
+    :class:`DataDependentShapeError`); otherwise the error stands."""
+
+    def __init__(self, message: str, items=None, tensors=()):
+        super().__init__(message, items)
+        self.tensors = tuple(tensors)
+
+
 class ShapeError(MlcError):
     """A tensor shape is unknown, inconsistent or not what an op requires."""
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import ShapeError, UnsupportedError
+from .errors import ConstantRequiredError, ShapeError, UnsupportedError
 from .loop.expr import Buffer
 from .loop.tensor import ExternStage, Stage, compute as _compute
 
@@ -153,9 +153,10 @@ class OpContext:
     def require_const(self, i: int, what: str) -> np.ndarray:
         v = self.const(i)
         if v is None:
-            raise UnsupportedError(
+            raise ConstantRequiredError(
                 f"{self.node.describe()}: input {i} ({what}) must be a compile-time constant",
-                [(self.node.op, self.node.opset, self.node.name, f"non-constant {what}")])
+                [(self.node.op, self.node.opset, self.node.name, f"non-constant {what}")],
+                tensors=[self.node.inputs[i]])
         return v
 
     def unsupported(self, reason: str) -> UnsupportedError:

@@ -58,3 +58,29 @@ def test_shapes_that_depend_on_input_values_specialise_on_them(rng):
         s = np.array(s, np.int64)
         np.testing.assert_array_equal(mod(x, s), ort_run(model, {"x": x, "s": s})[0])
     assert mod.specializations_compiled == 3
+
+
+def test_values_an_op_needs_are_specialised_on(rng):
+    """Static shapes, but Resize's scales (float) and a Cast-ed TopK K come in as graph
+    inputs: the kernels need their values (ConstantRequiredError), so mlc.compile
+    specialises on the inputs they are computed from, one compile per distinct value."""
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["r"], mode="linear"),
+             helper.make_node("Cast", ["k32"], ["k"], to=TensorProto.INT64),
+             helper.make_node("TopK", ["r", "k"], ["v", "i"], axis=-1)]
+    g = helper.make_graph(nodes, "d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 5]),
+                                       helper.make_tensor_value_info("scales", TensorProto.FLOAT, [4]),
+                                       helper.make_tensor_value_info("k32", TensorProto.INT32, [1])],
+                          [helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 2, 8, 3]),
+                           helper.make_tensor_value_info("i", TensorProto.INT64, [1, 2, 8, 3])],
+                          value_info=[helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 2, 8, 10])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    mod = mlc.compile(model, num_threads=1)
+    assert isinstance(mod, DynamicModel)
+    x = rng.standard_normal((1, 2, 4, 5)).astype(np.float32)
+    k = np.array([3], np.int32)
+    for scales in ([1, 1, 2, 2], [1, 1, 2, 2.01], [1, 1, 2, 2]):     # same output shape
+        feeds = {"x": x, "scales": np.array(scales, np.float32), "k32": k}
+        got, want = mod.run(feeds), ort_run(model, feeds)
+        np.testing.assert_allclose(got["v"], want[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(got["i"], want[1])
+    assert mod.specializations_compiled == 2

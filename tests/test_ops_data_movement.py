@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 import mlc
-from conftest import assert_matches_ort, single_op_model
+from conftest import assert_matches_ort, ort_run, single_op_model
 
 R = np.random.default_rng(7)
 
@@ -251,12 +251,18 @@ def test_where_dtypes(dtype):
     run("Where", {"c": rand((4, 6), "bool"), "a": rand((4, 6), dtype), "b": rand((1, 6), dtype)})
 
 
-def test_pad_unsupported_when_pads_runtime():
+def test_pad_specialises_on_runtime_pads():
+    """Pads fed as a graph input: the kernel needs their value (ConstantRequiredError), so
+    mlc.compile specialises on it at run time, one compile per distinct value."""
+    from mlc.runtime.dynamic import DynamicModel
     x = rand((3, 4))
     pads = np.array([1, 1, 1, 1], np.int64)
     model = single_op_model("Pad", {"x": x, "pads": pads}, {"y": ("float32", (5, 6))})
-    with pytest.raises(mlc.MlcError):
-        mlc.compile(model)
+    mod = mlc.compile(model, num_threads=1)
+    assert isinstance(mod, DynamicModel)
+    for p in ([1, 1, 1, 1], [0, 2, 2, 0]):
+        p = np.array(p, np.int64)
+        np.testing.assert_array_equal(mod.run({"x": x, "pads": p})["y"], ort_run(model, {"x": x, "pads": p})[0])
 
 
 # --- larger shapes: vectorised and parallel loops -----------------------------------------
@@ -285,3 +291,31 @@ def test_pad_crop_everything_then_pad():
     run("Pad", {"x": x}, inits={"pads": np.array([0, -3, 0, 2], np.int64), "v": np.array(1.5, np.float32)},
         order=["x", "pads", "v"])
     run("Pad", {"x": rand((0, 3))}, inits={"pads": np.array([1, 0, 1, 0], np.int64)})
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_space_to_depth_modes(mode):
+    """Opset 28 adds mode=CRD (column-row-depth); numpy reference, as the ONNX spec writes it."""
+    x = np.arange(2 * 3 * 4 * 6, dtype=np.float32).reshape(2, 3, 4, 6)
+    bs = 2
+    model = single_op_model("SpaceToDepth", {"x": x}, {"y": (np.float32, (2, 12, 2, 3))},
+                            {"blocksize": bs, "mode": mode}, opset=28)
+    got = mlc.compile(model, num_threads=1).run({"x": x})["y"]
+    t = x.reshape(2, 3, 2, bs, 3, bs)
+    t = t.transpose(0, 3, 5, 1, 2, 4) if mode == "DCR" else t.transpose(0, 1, 3, 5, 2, 4)
+    np.testing.assert_array_equal(got, t.reshape(2, 12, 2, 3))
+
+
+def test_dropout_mask_and_training_mode():
+    """Dropout in inference copies and gives an all-true mask; training_mode fed as an input
+    is specialised on: true with ratio 0 is a copy too, true with a ratio is unsupported."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    model = single_op_model("Dropout", {"x": x, "r": np.array(0.0, np.float32), "t": np.array(True)},
+                            {"y": (np.float32, (3, 4)), "m": (np.bool_, (3, 4))}, opset=13)
+    mod = mlc.compile(model, num_threads=1)
+    for training in (False, True):
+        got = mod.run({"x": x, "r": np.array(0.0, np.float32), "t": np.array(training)})
+        np.testing.assert_array_equal(got["y"], x)
+        assert got["m"].dtype == np.bool_ and got["m"].all()
+    with pytest.raises(mlc.UnsupportedError, match="training_mode"):
+        mod.run({"x": x, "r": np.array(0.3, np.float32), "t": np.array(True)})

@@ -121,6 +121,22 @@ def test_reduce_log_sum_exp_integer_unsupported():
         mlc.compile(reduce_model("ReduceLogSumExp", x, [1], 1, 18, True))
 
 
+@pytest.mark.parametrize("op", REDUCE_OPS)
+@pytest.mark.parametrize("axes,shape", [([1], (2, 0, 4)), ([2], (2, 0, 4)), ([0, 1], (0, 3))])
+def test_reduce_empty_input(op, axes, shape):
+    """An empty reduced axis gives the reduction of the empty set (0 for Sum, -inf for Max,
+    ...); an empty kept axis an empty output."""
+    x = np.zeros(shape, np.float32)
+    assert_matches_ort(reduce_model(op, x, axes, 1, 18, True), {"x": x})
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+@pytest.mark.parametrize("axes,keepdims", [([1], 1), ([0, 2], 0), (None, 0)])
+def test_reduce_max_min_bool(op, axes, keepdims, rng):
+    x = rng.random((4, 3, 5)) < 0.3
+    assert_matches_ort(reduce_model(op, x, axes, keepdims, 20, True), {"x": x})
+
+
 def test_reduce_axes_as_graph_input(rng):
     # axes decide the output shape: mlc specialises on their value at run time
     x = rng.standard_normal((3, 4, 5)).astype(np.float32)

@@ -246,10 +246,23 @@ def test_output_shape_disagreement_unsupported():
         mlc.compile(model)
 
 
-def test_antialias_unsupported():
-    x = data((1, 1, 6, 6))
+@pytest.mark.parametrize("mode,exclude", [("linear", 0), ("cubic", 0), ("cubic", 1)])
+@pytest.mark.parametrize("shape,scales,sizes", [
+    ((1, 2, 17, 23), (1, 1, 0.4, 0.3), None),
+    ((1, 1, 9, 10), (1, 1, 0.75, 1.5), None),       # one axis down (filtered), one up
+    ((2, 3, 12, 11), None, (2, 3, 5, 4)),
+])
+def test_antialias(mode, exclude, shape, scales, sizes):
+    """antialias=1 stretches the filter over 1/scale input pixels when downscaling."""
+    x = data(shape)
+    model = resize_model(x, {"mode": mode, "antialias": 1, "exclude_outside": exclude}, scales, sizes)
+    assert_matches_ort(model, {"x": x}, rtol=1e-4, atol=1e-5)
+
+
+def test_antialias_integer_unsupported():
+    x = (data((1, 1, 6, 6)) * 10).astype(np.uint8)
     model = resize_model(x, {"mode": "linear", "antialias": 1}, (1, 1, 0.5, 0.5))
-    with pytest.raises(mlc.UnsupportedError):
+    with pytest.raises(mlc.UnsupportedError, match="antialias"):
         mlc.compile(model)
 
 

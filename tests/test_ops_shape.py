@@ -94,6 +94,69 @@ def test_cast_chain_fused_with_arithmetic():
     assert_matches_ort(model, {"x": x})
 
 
+# --- storage-only types: int4/uint4/int2/uint2, float8, float4 ----------------------------
+# onnxruntime lacks CPU Cast kernels for most of these; the reference is ml_dtypes, as for
+# the ONNX node tests (float -> sub-byte integer truncates and wraps; -> small float rounds
+# to nearest even, saturating by default)
+
+_LOWBIT = {"int4": TensorProto.INT4, "uint4": TensorProto.UINT4, "int2": TensorProto.INT2,
+           "uint2": TensorProto.UINT2, "float8_e4m3fn": TensorProto.FLOAT8E4M3FN,
+           "float8_e4m3fnuz": TensorProto.FLOAT8E4M3FNUZ, "float8_e5m2": TensorProto.FLOAT8E5M2,
+           "float8_e5m2fnuz": TensorProto.FLOAT8E5M2FNUZ, "float4_e2m1fn": TensorProto.FLOAT4E2M1}
+
+
+def _round_trip_model(mid: str, src: str, shape, saturate=None):
+    attrs = {} if saturate is None else {"saturate": saturate}
+    nodes = [helper.make_node("Cast", ["x"], ["m"], to=_LOWBIT[mid], **attrs),
+             helper.make_node("Cast", ["m"], ["y"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["y", "two"], ["z"])]
+    two = onnx.numpy_helper.from_array(np.array(2.0, np.float32), "two")
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx_dtype(src), shape)],
+                              [helper.make_tensor_value_info("m", _LOWBIT[mid], shape),
+                               helper.make_tensor_value_info("z", TensorProto.FLOAT, shape)], [two])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)], ir_version=11)
+
+
+@pytest.mark.parametrize("mid", ["int4", "uint4", "int2", "uint2"])
+@pytest.mark.parametrize("src", ["float32", "float16", "int32"])
+def test_cast_subbyte_integers_wrap_in_one_fused_kernel(mid, src):
+    """x -> int4 -> float -> *2: the value held in registers between the casts is wrapped
+    and sign-extended exactly like the stored one."""
+    x = np.arange(-20, 21).astype(src).reshape(1, 41)
+    mod = mlc.compile(_round_trip_model(mid, src, x.shape), num_threads=1)
+    got = mod.run({"x": x})
+    want = x.astype(np.int32).astype(mid)
+    assert got["m"].dtype == np.dtype(mid)
+    np.testing.assert_array_equal(got["m"].astype(np.int32), want.astype(np.int32))
+    np.testing.assert_array_equal(got["z"], want.astype(np.float32) * 2)
+
+
+@pytest.mark.parametrize("mid", ["float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
+                                 "float4_e2m1fn"])
+@pytest.mark.parametrize("saturate", [None, 0])
+def test_cast_small_floats_round_to_nearest_even(mid, saturate):
+    import ml_dtypes
+    info = ml_dtypes.finfo(mid)
+    big = float(info.max)
+    vals = np.concatenate([R.standard_normal(200) * big / 4, [0.0, -0.0, big, -big, big * 1.2, -big * 3,
+                                                              float(info.smallest_subnormal) / 2, 1e-30,
+                                                              np.inf, -np.inf, np.nan]]).astype(np.float32)
+    if mid == "float4_e2m1fn" and saturate == 0:
+        pytest.skip("float4 has neither inf nor NaN: saturate=0 is not defined for it")
+    x = vals.reshape(1, -1)
+    mod = mlc.compile(_round_trip_model(mid, "float32", x.shape, saturate), num_threads=1)
+    got = mod.run({"x": x})
+    if saturate == 0:
+        want = x.astype(mid)
+    else:
+        want = onnx.numpy_helper.saturate_cast(x, np.dtype(mid))
+    assert got["m"].dtype == np.dtype(mid)
+    nan = np.isnan(want.astype(np.float32))          # any NaN code will do
+    np.testing.assert_array_equal(np.isnan(got["m"].astype(np.float32)), nan)
+    np.testing.assert_array_equal(got["m"].view(np.uint8)[~nan], want.view(np.uint8)[~nan])
+    np.testing.assert_array_equal(got["z"], want.astype(np.float32) * 2)
+
+
 @pytest.mark.parametrize("src,like", [("float32", "int32"), ("int64", "float16"), ("uint8", "float64"),
                                       ("float64", "bool")])
 def test_cast_like(src, like):
@@ -225,10 +288,27 @@ def test_eye_like_kernel_bool():
     np.testing.assert_array_equal(mod.run({"x": np.zeros((3, 5), np.float32)})["y"], np.eye(3, 5, 1, dtype=bool))
 
 
-def test_cast_float8_unsupported():
-    x = np.ones((3,), np.float32)
-    model = single_op_model("Cast", {"x": x}, {"y": None}, {"to": TensorProto.FLOAT8E4M3FN, "saturate": 1}, opset=19)
-    model.graph.output[0].type.tensor_type.elem_type = TensorProto.FLOAT8E4M3FN
-    model.graph.output[0].type.tensor_type.shape.dim.add().dim_value = 3
-    with pytest.raises(mlc.UnsupportedError):
-        mlc.compile(model)
+@pytest.mark.parametrize("round_mode", ["up", "down", "nearest"])
+@pytest.mark.parametrize("saturate", [0, 1])
+def test_cast_float8_e8m0(round_mode, saturate):
+    """float -> e8m0 (a bare exponent) rounds the fraction per round_mode; the reference is
+    the ONNX node tests' own converter.  e8m0 -> float: 2^(code - 127)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")        # onnx's case generators overflow on purpose
+        from onnx.backend.test.case.node.cast import to_float8e8m0
+    k = np.arange(-149, 128, dtype=np.float64)
+    vals = np.concatenate([2.0 ** k, 2.0 ** k * 1.5, 2.0 ** k * 1.25, 2.0 ** k * 1.75, 2.0 ** k * 1.0000001,
+                           -(2.0 ** k) * 1.5, [0.0, -0.0, 3.4e38, np.inf, -np.inf, np.nan]])
+    x = vals.astype(np.float32).reshape(1, -1)
+    nodes = [helper.make_node("Cast", ["x"], ["m"], to=TensorProto.FLOAT8E8M0, saturate=saturate,
+                              round_mode=round_mode),
+             helper.make_node("Cast", ["m"], ["y"], to=TensorProto.FLOAT)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_tensor_value_info("m", TensorProto.FLOAT8E8M0, x.shape),
+                               helper.make_tensor_value_info("y", TensorProto.FLOAT, x.shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 25)], ir_version=11)
+    got = mlc.compile(model, num_threads=1).run({"x": x})
+    want = to_float8e8m0(x, saturate=bool(saturate), round_mode=round_mode)
+    np.testing.assert_array_equal(got["m"].view(np.uint8), want.view(np.uint8))
+    np.testing.assert_array_equal(got["y"], want.astype(np.float32))

@@ -220,3 +220,28 @@ def test_residual_layer_norm_fused(rng):
     model = _graph(nodes, {"h": h, "r": r}, {"s": rng.standard_normal(256).astype(np.float32),
                                              "b": rng.standard_normal(256).astype(np.float32)}, 17)
     assert_matches_ort(model, {"h": h, "r": r}, num_threads=2)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 5), (3, 4, 7)])
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_batch_norm_training_mode(shape, n_out, rng):
+    """training_mode=1: batch statistics, and the running statistics as outputs 1 and 2
+    (numpy reference: onnxruntime's CPU build has no training-mode BatchNormalization)."""
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    C = shape[1]
+    scale, bias = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    mean, var = rng.standard_normal(C).astype(np.float32), rng.random(C).astype(np.float32) + 0.5
+    outs = {"y": (np.float32, shape), "rm": (np.float32, (C,)), "rv": (np.float32, (C,))}
+    outs = dict(list(outs.items())[:n_out])
+    model = single_op_model("BatchNormalization", {"x": x, "s": scale, "b": bias, "m": mean, "v": var}, outs,
+                            {"training_mode": 1, "momentum": 0.8, "epsilon": 1e-3}, opset=15)
+    got = mlc.compile(model, num_threads=1).run({"x": x, "s": scale, "b": bias, "m": mean, "v": var})
+    axes = tuple(d for d in range(len(shape)) if d != 1)
+    bshape = [1, C] + [1] * (len(shape) - 2)
+    bm, bv = x.astype(np.float64).mean(axis=axes), x.astype(np.float64).var(axis=axes)
+    want_y = (x - bm.reshape(bshape)) / np.sqrt(bv.reshape(bshape) + 1e-3) * scale.reshape(bshape) + \
+        bias.reshape(bshape)
+    np.testing.assert_allclose(got["y"], want_y, rtol=1e-4, atol=1e-5)
+    if n_out == 3:
+        np.testing.assert_allclose(got["rm"], mean * 0.8 + bm * 0.2, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got["rv"], var * 0.8 + bv * 0.2, rtol=1e-5, atol=1e-6)

@@ -29,7 +29,8 @@ INDEX = "int64"
 # Small floats are kept as bit patterns: a cast to or from an integer type reinterprets
 # the bits, and mlc.kernels.quantize encodes / decodes them explicitly.
 SUBBYTE_INT_BITS = {"int4": 4, "uint4": 4, "int2": 2, "uint2": 2}
-BITS_DTYPES = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn")
+BITS_DTYPES = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn",
+               "float8_e8m0fnu")
 STORAGE_DTYPES = tuple(SUBBYTE_INT_BITS) + BITS_DTYPES
 
 

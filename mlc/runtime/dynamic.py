@@ -6,8 +6,11 @@ compiles a specialisation for exactly those shapes (as ``input_shapes=`` would) 
 it; later calls with the same shapes go straight to native code.
 
 Some models' *shapes* depend on input *values* (a Reshape target, Slice bounds or Resize
-sizes fed as inputs).  When a specialisation cannot be compiled for that reason, small
-integer inputs are frozen as constants and their values join the cache key.
+sizes fed as inputs), and some ops need an input's *value* to compile at all (Slice
+bounds, reduction axes, TopK's K, Pad's pads, Resize scales fed as inputs: a
+ConstantRequiredError names them).  When a specialisation cannot be compiled for that
+reason, small integer inputs — and small inputs of any dtype that the error traces back
+to — are frozen as constants and their values join the cache key.
 """
 from __future__ import annotations
 
@@ -25,14 +28,17 @@ FREEZE_MAX_ELEMENTS = 64
 class DynamicModel:
     """Specialises and caches per input shapes.  Same calling API as CompiledModel."""
 
-    def __init__(self, signature: list, compile_fn, num_threads: int | None = None, max_cached: int = 16):
+    def __init__(self, signature: list, compile_fn, num_threads: int | None = None, max_cached: int = 16,
+                 value_inputs=None, frozen=()):
         self.signature = list(signature)
+        # (error) -> input names whose values it says are needed at compile time
+        self._value_inputs = value_inputs
         self._compile = compile_fn           # (input_shapes, constant_inputs) -> CompiledModel
         self._cache: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
         self.max_cached = max_cached
         self.num_threads = num_threads if num_threads is not None else default_num_threads()
-        self._frozen: list = []              # input names specialised by value
+        self._frozen: list = list(frozen)    # input names specialised by value
         self._outputs = None
         self.specializations_compiled = 0
 
@@ -85,23 +91,25 @@ class DynamicModel:
             if mod is not None:
                 self._cache.move_to_end(key)
                 return mod
-            try:
-                mod = self._compile_for(feeds)
-            except (ShapeError, UnsupportedError) as exc:
-                # shapes that depend on input values: specialise on small integer inputs
-                freezable = [s.name for s in self.signature if s.name not in self._frozen
-                             and feeds[s.name].dtype.kind in "iu" and feeds[s.name].size <= FREEZE_MAX_ELEMENTS]
-                if not freezable:
-                    raise
-                self._frozen.extend(freezable)
-                key = self._key(feeds)
-                mod = self._cache.get(key)
-                if mod is not None:
-                    return mod
+            while True:
                 try:
                     mod = self._compile_for(feeds)
-                except MlcError:
-                    raise exc from None
+                    break
+                except (ShapeError, UnsupportedError) as exc:
+                    # shapes (or an op) that depend on input values: specialise on small
+                    # integer inputs and on the inputs the error traces back to, then retry
+                    # (an error names what blocks *now*: freezing can reveal the next one)
+                    named = set(self._value_inputs(exc)) if self._value_inputs is not None else set()
+                    freezable = [s.name for s in self.signature if s.name not in self._frozen
+                                 and feeds[s.name].size <= FREEZE_MAX_ELEMENTS
+                                 and (feeds[s.name].dtype.kind in "iu" or s.name in named)]
+                    if not freezable:
+                        raise
+                    self._frozen.extend(freezable)
+                    key = self._key(feeds)
+                    mod = self._cache.get(key)
+                    if mod is not None:
+                        return mod
             self._store(key, mod)
             return mod
 
