@@ -225,11 +225,16 @@ def _evaluate(node, feeds: dict[str, np.ndarray], types, ctx) -> dict[str, np.nd
     if results is None:
         return None
     values = {}
-    for name, value in zip(outputs, results):
+    scan_ranks = _loop_scan_ranks(node) if node.op_type == "Loop" else {}
+    for k, (name, value) in enumerate(zip(outputs, results)):
         if isinstance(value, np.generic):
             value = np.asarray(value)
         if not isinstance(value, np.ndarray):          # a sequence, map or optional
             return None
+        if k in scan_ranks:
+            value = _fix_reference_scan(value, scan_ranks[k])
+            if value is None:
+                return None
         if value.nbytes > MAX_FOLD_BYTES and node.op_type != "Constant":
             return None
         if not _agrees_with_inference(value, types.get(name)):
@@ -238,6 +243,32 @@ def _evaluate(node, feeds: dict[str, np.ndarray], types, ctx) -> dict[str, np.nd
             return None
         values[name] = _as_inferred_dtype(value, types.get(name))
     return values
+
+
+def _loop_scan_ranks(node) -> dict:
+    """Output index -> rank of the per-iteration value, for a Loop's scan outputs (None
+    where the body does not declare it)."""
+    body = next((a.g for a in node.attribute if a.name == "body"), None)
+    if body is None:
+        return {}
+    n_carried = len(node.input) - 2
+    out = {}
+    for k, vi in enumerate(body.output[1 + n_carried:]):
+        known = dims(vi.type) if vi.HasField("type") else None
+        out[n_carried + k] = None if known is None else len(known)
+    return out
+
+
+def _fix_reference_scan(value: np.ndarray, rank):
+    """onnx.reference stacks scalar scan values as [N, 1] instead of [N]: undo that; with
+    the per-iteration rank unknown, refuse to fold rather than guess (None)."""
+    if rank is None:
+        return None
+    if value.ndim == rank + 1:
+        return value
+    if value.ndim == rank + 2 and value.shape[1] == 1:
+        return value.reshape((value.shape[0],) + value.shape[2:])
+    return None
 
 
 def _agrees_with_inference(value: np.ndarray, tp) -> bool:
