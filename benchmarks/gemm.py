@@ -4,12 +4,19 @@ from __future__ import annotations
 import argparse
 import os
 
-from .harness import interleaved, table, unset_openblas_overrides
+from .harness import interleaved, table
 
 
 def main(argv=None):
-    unset_openblas_overrides()
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # OpenBLAS reads its environment once, when numpy loads it: run in a fresh process
+    # with one thread and without the variables that force its slower kernel
+    if os.environ.get("MLC_GEMM_BENCH_CHILD") != "1":
+        import subprocess
+        import sys
+        env = dict(os.environ, MLC_GEMM_BENCH_CHILD="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+        for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+            env.pop(var, None)
+        return subprocess.run([sys.executable, "-m", "benchmarks", "gemm"] + list(argv or []), env=env).returncode
     ap = argparse.ArgumentParser(prog="python -m benchmarks gemm")
     ap.add_argument("--sizes", nargs="*", type=int, default=[256, 512, 1024, 2048])
     ap.add_argument("--repeat", type=int, default=10)

@@ -18,22 +18,49 @@ def median_seconds(fn, repeat: int = 30, warmup: int = 3) -> float:
     return float(np.median(times))
 
 
-def interleaved(fns: dict, repeat: int = 30, rounds: int = 3, warmup: int = 3) -> dict:
-    """Median time of each function, the sides interleaved call by call; best of ``rounds``
-    medians (a slow spell of the shared host then hits every side alike, or none)."""
+def interleaved(fns: dict, repeat: int = 30, rounds: int = 3, warmup: int = 3, block: int = 6) -> dict:
+    """Median time of each function, the sides alternating in blocks of ``block`` calls;
+    best of ``rounds`` medians (a slow spell of the shared host then hits every side
+    alike, or none).
+
+    Blocks rather than single calls: a thread pool keeps spinning for a while after a
+    run (onnxruntime's by default, mlc's for ~100 us), and a run started right after the
+    other side's would compete with those spinners for the cores.  The first call of
+    each block is not timed."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     best = {k: float("inf") for k in fns}
     for _ in range(rounds):
         times = {k: [] for k in fns}
-        for _ in range(repeat):
+        while min(len(v) for v in times.values()) < repeat:
             for k, fn in fns.items():
-                t0 = time.perf_counter()
                 fn()
-                times[k].append(time.perf_counter() - t0)
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    fn()
+                    times[k].append(time.perf_counter() - t0)
         for k in fns:
             best[k] = min(best[k], float(np.median(times[k])))
+    return best
+
+
+def alternating(mlc_fn, ort_factory, repeat: int = 30, rounds: int = 3, warmup: int = 3) -> dict:
+    """Median latency of mlc and onnxruntime, in alternating rounds; best of ``rounds``.
+
+    onnxruntime's worker threads keep spinning long after a run (its default, which is
+    what makes it fast): anything else running meanwhile loses its second core.  So each
+    round times mlc, then creates an onnxruntime session, times it and destroys it
+    (stopping its threads) before mlc's next turn: each side runs on a machine without the
+    other's spinners, as it would in production."""
+    best = {"mlc": float("inf"), "ort": float("inf")}
+    for _ in range(rounds):
+        best["mlc"] = min(best["mlc"], median_seconds(mlc_fn, repeat, warmup))
+        sess_run = ort_factory()
+        best["ort"] = min(best["ort"], median_seconds(sess_run, repeat, warmup))
+        del sess_run
+        import gc
+        gc.collect()
     return best
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .harness import interleaved, ort_session, table
+from .harness import alternating, ort_session, table
 
 MODELS = ("resnet18", "mobilenetv2", "bert", "mlp")
 
@@ -28,9 +28,11 @@ def run(models=MODELS, threads=(1, 2), repeat: int = 30, rounds: int = 3, logs: 
         tuned = mod.stats.get("tuning", {}).get("tuned", 0)
         for n in threads:
             mod.set_num_threads(n)
-            sess = ort_session(model, n)
-            t = interleaved({"mlc": lambda: mod.run(feeds), "ort": lambda: sess.run(None, feeds)},
-                            repeat=repeat, rounds=rounds)
+
+            def ort_factory(n=n):
+                sess = ort_session(model, n)
+                return lambda: sess.run(None, feeds)
+            t = alternating(lambda: mod.run(feeds), ort_factory, repeat=repeat, rounds=rounds)
             g = flops / t["mlc"] / 1e9
             row = {"model": name, "threads": n, "mlc_ms": t["mlc"] * 1e3, "ort_ms": t["ort"] * 1e3,
                    "ratio": t["mlc"] / t["ort"], "mlc_gflops": g, "ort_gflops": flops / t["ort"] / 1e9,

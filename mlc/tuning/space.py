@@ -107,6 +107,7 @@ class PlanSpace(Space):
             K = pl.stage.reduce_axes[0].extent if pl.stage.reduce_axes else 1
             if pl.tile_axis is not None:
                 out.append(("kc", [0] + [k for k in (32, 64, 128, 192, 256, 384, 512) if k < K]))
+                out.append(("mc", [0] + [m for m in (48, 96, 192, 384, 768) if m < t_ext]))
         elif isinstance(pl, InjectivePlan):
             if pl.vectorize:
                 out.append(("unroll", [1, 2, 4]))
