@@ -384,12 +384,20 @@ class ConvSpace(Space):
                       ("order", [0] if self.depthwise else [0, 1]),
                       ("uii", [1] if self.depthwise else [u for u in (1, 2, 4, 8) if self.bi % u == 0]),
                       ("outer", [0, 1])]
+        # a materialised padded input: at root (copied once), or computed per output row
+        # into a small per-thread buffer (no round trip through memory: depthwise convs do
+        # too little work per input byte to afford the copy)
+        self.pad = next((st for st in kernel.stages if getattr(st, "name", None) in kernel.materialize
+                         and st.buffer in set(self.stage.reads())), None)
+        if self.pad is not None:
+            self.knobs.append(("pad_at_row", [0, 1]))
         if threads > 1:
             self.knobs.append(("par", [2, 3, 4]))
         owt, nb = conv_tile(OW, OB, self.regs)
         if self.depthwise:
             nb = 1
-        d = {"owt": owt, "nb": nb, "order": 0, "uii": 1, "outer": 0, "par": 3}
+        d = {"owt": owt, "nb": nb, "order": 0, "uii": 1, "outer": 0, "par": 3,
+             "pad_at_row": 1 if self.depthwise else 0}
         self._default = tuple(d[name] for name, _ in self.knobs)
 
     def default(self) -> tuple:
@@ -400,12 +408,13 @@ class ConvSpace(Space):
         return k["owt"] * k["nb"] <= self.regs - 4 + (2 if k["nb"] == 1 else 0)
 
     def schedule(self, cfg: tuple) -> Schedule:
-        k = {"par": 3, **self.as_dict(cfg)}
+        k = {"par": 3, "pad_at_row": 0, **self.as_dict(cfg)}
+        pad_at_row = self.pad is not None and int(k["pad_at_row"]) == 1
         s = Schedule()
         # every other stage (padding, layout copies, epilogues) by the generic rules
         knobs = self.plan.default_knobs(self.target)
         for p, kk in zip(self.plan.plans, knobs):
-            if p.stage is not self.stage:
+            if p.stage is not self.stage and not (pad_at_row and p.stage is self.pad):
                 s = p.apply(s, kk)
         name = self.stage.name
         owt, nb = int(k["owt"]), int(k["nb"])
@@ -439,6 +448,9 @@ class ConvSpace(Space):
                 s = s.pack(wbuf.name, 1, self.bi).pack(wbuf.name, 1, self.target.lanes_f32)
         par = outer[:int(k["par"])]
         s = s.fuse(name, par).parallel(name, "@".join(par))
+        if pad_at_row:
+            at = "@".join(par) if "oh" in par else "oh"
+            s = s.compute_at(self.pad.name, name, at).vectorize(self.pad.name, self.pad.axes[-1].name)
         return s
 
 

@@ -31,6 +31,7 @@ from .stmt import Allocate, For, If, Seq, Stmt, Store, if_then, seq, store
 from .tensor import ExternStage, Stage
 
 MAX_LOCAL_ACC = 4096          # elements; larger accumulators live in arena scratch
+REGION_LOCAL_MAX_BYTES = 64 << 10   # attached regions up to this size get a per-thread buffer
 MAX_PARTITIONS = 4            # tail splits handled by partitioning per stage
 
 
@@ -185,6 +186,12 @@ def lower(kernel: Kernel, schedule: Schedule | None, lanes: int = 16) -> Lowered
         stmt = builder.build()
         regions.append(Region(stmt, isinstance(stmt, For) and stmt.kind == "parallel", s.name))
     inputs = [packed_inputs.get(b, b) for b in kernel.inputs]
+    # a stage computed into region-local buffers never touches its full-size scratch
+    from .stmt import buffers_used
+    used = set()
+    for r in regions:
+        used.update(buffers_used(r.stmt))
+    scratch = [b for b in scratch if b in used]
     return LoweredKernel(kernel.name, inputs, list(kernel.outputs), scratch, regions, packs, packed_inputs)
 
 
@@ -210,7 +217,7 @@ class NestBuilder:
     """
 
     def __init__(self, st: StageState, states: dict, attached: dict, lanes: int, scratch: list,
-                 override: dict | None = None, bound_axes: tuple = ()):
+                 override: dict | None = None, bound_axes: tuple = (), out_buffer: Buffer | None = None):
         self.st = st
         self.stage: Stage = st.stage
         self.states = states
@@ -219,6 +226,10 @@ class NestBuilder:
         self.scratch = scratch
         self.override = override or {}
         self.bound_axes = bound_axes    # axes whose computed window may leave the shape
+        # an attached stage computing its region into a region-sized local buffer stores
+        # at indices relative to the region's start
+        self.out_buffer = out_buffer or self.stage.buffer
+        self.load_remap: dict = {}      # producer buffer -> (region buffer, start indices)
         self.leaves = list(st.leaves)
         self.lv = {l: Var(l.replace("@", "_").replace(".", "_")) for l in self.leaves}
         self.position = {l: i for i, l in enumerate(self.leaves)}
@@ -373,15 +384,26 @@ class NestBuilder:
                 full = self._build(level, {**mode, k: "full"}, in_acc)
                 tail = self._build(level, {**mode, k: "tail"}, in_acc)
                 return If(cond, full, tail)
-        pre = self._attached_here(level, mode)
-        if self.acc_level is not None and level == self.acc_level and not in_acc:
-            return seq(pre, self._acc_block(level, mode))
-        if level == len(self.leaves):
-            return seq(pre, self._innermost(mode))
-        leaf = self.leaves[level]
-        kind = self.st.annotations.get(leaf, "serial")
-        body = self._build(level + 1, mode, in_acc)
-        return seq(pre, For(self.lv[leaf], const(self.extent_of(leaf, mode), INDEX), kind, body))
+        pre, regions = self._attached_here(level, mode)
+        saved = dict(self.load_remap)
+        for producer_buf, region_buf, lo in regions:
+            self.load_remap[producer_buf] = (region_buf, lo)
+        try:
+            if self.acc_level is not None and level == self.acc_level and not in_acc:
+                rest = self._acc_block(level, mode)
+            elif level == len(self.leaves):
+                rest = self._innermost(mode)
+            else:
+                leaf = self.leaves[level]
+                kind = self.st.annotations.get(leaf, "serial")
+                body = self._build(level + 1, mode, in_acc)
+                rest = For(self.lv[leaf], const(self.extent_of(leaf, mode), INDEX), kind, body)
+        finally:
+            self.load_remap = saved
+        out = seq(pre, rest)
+        for _, region_buf, _ in regions:
+            out = Allocate(region_buf, out)
+        return out
 
     def _guard_conds(self, mode: dict, scope: set) -> list:
         val = self.values(mode)
@@ -414,11 +436,25 @@ class NestBuilder:
         return {ax.var: val[ax.name] for ax in list(self.stage.axes) + list(self.stage.reduce_axes)}
 
     def _simp(self, e: Expr, mode: dict) -> Expr:
-        return simplify(substitute(e, self._axis_env(mode)), self.ranges(mode))
+        e = substitute(e, self._axis_env(mode))
+        if self.load_remap:
+            remap = self.load_remap
+
+            def rw(x):
+                if isinstance(x, Load) and x.buffer in remap:
+                    buf, lo = remap[x.buffer]
+                    return Load(buf, tuple(binary("sub", i, l) for i, l in zip(x.indices, lo)))
+                return None
+            e = transform(e, rw)
+        return simplify(e, self.ranges(mode))
 
     def _out_indices(self, mode: dict) -> tuple:
         rng = self.ranges(mode)
         val = self.values(mode)
+        if self.out_buffer is not self.stage.buffer:
+            # a region buffer: index relative to the region's start
+            return tuple(simplify(binary("sub", val[ax.name], self.override.get(ax.name, (const(0, INDEX),))[0]),
+                                  rng) for ax in self.stage.axes)
         return tuple(simplify(val[ax.name], rng) for ax in self.stage.axes)
 
     def _innermost(self, mode: dict) -> Stmt:
@@ -430,7 +466,7 @@ class NestBuilder:
             value = combine(s.combiner, old, self._simp(s.body, mode))
             return self._guarded(Store(self.acc_buf, acc_idx, value), mode, self.leaves)
         value = self._simp(s.output_value(s.body), mode)
-        return self._guarded(Store(s.buffer, self._out_indices(mode), value), mode, self.leaves)
+        return self._guarded(Store(self.out_buffer, self._out_indices(mode), value), mode, self.leaves)
 
     def _inner_spatial(self) -> list:
         return [l for l in self.leaves[self.acc_level:] if self.st.kind[l] == "spatial"]
@@ -470,7 +506,7 @@ class NestBuilder:
         main = self._build(level, mode, in_acc=True)
         out_idx = self._out_indices(mode)
         final_value = self._simp(s.output_value(Load(acc, acc_idx)), mode)
-        final = nest(self._guarded(Store(s.buffer, out_idx, final_value), mode, scope_leaves))
+        final = nest(self._guarded(Store(self.out_buffer, out_idx, final_value), mode, scope_leaves))
         if not outer_red:
             return Allocate(acc, seq(init, main, final))
         # partial sums across the reduce loops outside the accumulator
@@ -490,17 +526,22 @@ class NestBuilder:
         return Allocate(acc, seq(If(first, init, init_partial), main, writeback))
 
     # -- compute_at ---------------------------------------------------------------------
-    def _attached_here(self, level: int, mode: dict) -> Stmt | None:
+    def _attached_here(self, level: int, mode: dict) -> tuple:
+        """(statements computing the stages attached inside loop ``level - 1``, and the
+        region-local buffers they write: [(producer buffer, region buffer, start)])."""
         if level == 0:
-            return None
+            return None, []
         leaf = self.leaves[level - 1]
         producers = self.attached.get((self.stage.name, leaf), [])
         if not producers:
-            return None
-        out = []
+            return None, []
+        out, regions = [], []
         for p in producers:
-            out.append(self._compute_region(p, level, mode))
-        return seq(*out)
+            stmt, region = self._compute_region(p, level, mode)
+            out.append(stmt)
+            if region is not None:
+                regions.append(region)
+        return seq(*out), regions
 
     def _compute_region(self, producer: Stage, level: int, mode: dict) -> Stmt:
         """Loop nest computing the region of ``producer`` read inside loop level ``level``."""
@@ -541,9 +582,22 @@ class NestBuilder:
             r = int_range(lo, outer_ranges)
             if r is None or r[0] < 0 or r[1] + ext > ax.extent:
                 bound_axes.append(ax)
+        region_buf = None
+        shape = tuple(int(override[ax.name][1]) for ax in producer.axes)
+        size = int(np.prod(shape)) if shape else 1
+        readers = [st for st in self.states.values() if isinstance(st, StageState)
+                   and st.stage is not producer and producer.buffer in st.stage.reads()]
+        if size * _elem_bytes(producer.dtype) <= REGION_LOCAL_MAX_BYTES and len(readers) == 1 \
+                and readers[0].stage is self.stage and size < producer.buffer.size:
+            # a per-thread buffer just the size of the region: stays in L1, never written back
+            region_buf = Buffer(f"{producer.name}.region", shape, producer.dtype, "local")
         sub = NestBuilder(self.states[producer.name], self.states, self.attached, self.lanes,
-                          self.scratch, override, tuple(bound_axes))
-        return sub.build()
+                          self.scratch, override, tuple(bound_axes), out_buffer=region_buf)
+        stmt = sub.build()
+        if region_buf is None:
+            return stmt, None
+        lo = tuple(override[ax.name][0] for ax in producer.axes)
+        return stmt, (producer.buffer, region_buf, lo)
 
 
 def _affine_window(idx: Expr, inner: dict):
@@ -583,3 +637,8 @@ def _union_window(a, b):
     start = min(0, d)
     end = max(ext_a, d + ext_b)
     return (lo_a if start == 0 else simplify(binary("add", lo_a, start)), end - start)
+
+
+def _elem_bytes(dtype: str) -> int:
+    from .expr import dtype_bytes
+    return dtype_bytes(dtype)
