@@ -225,3 +225,17 @@ def test_space_default_is_the_compile_default():
         bk = build_kernel(f"k{k}", payload, g, target, used[k])
         t = tasks[bk.kernel.key()]
         assert t.space.schedule(t.space.default()) == choose_default_schedule(bk, target)
+
+
+def test_second_compile_reuses_the_object_cache(tmp_path, monkeypatch):
+    """A recompile of the same model (same schedules) skips LLVM: the object comes from
+    the cache, keyed by the exact IR; MLC_CACHE=none turns the cache off."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("MLC_TUNING_LOGS", "none")
+    model, feeds = _matmul_model(48)
+    first = mlc.compile(model)
+    second = mlc.compile(model)
+    assert first.stats["seconds"]["llvm"] > 0 and second.stats["seconds"]["llvm"] < 0.01
+    np.testing.assert_array_equal(first.run(feeds)["y"], second.run(feeds)["y"])
+    monkeypatch.setenv("MLC_CACHE", "none")
+    assert mlc.compile(model).stats["seconds"]["llvm"] > 0

@@ -62,10 +62,68 @@ def parse_and_optimize(ir_text: str, target: Target, opt_level: int = 3) -> "llv
     return mod
 
 
-def compile_ir(ir_text: str, target: Target, opt_level: int = 3) -> bytes:
-    """Optimise and emit an object file for ``target``."""
+def compile_ir(ir_text: str, target: Target, opt_level: int = 3, cache: bool = False) -> bytes:
+    """Optimise and emit an object file for ``target``.
+
+    With ``cache``, the object is looked up (and stored) in the user's compile cache,
+    keyed by a hash of exactly what LLVM would compile: the IR text, the target's CPU and
+    features, the optimisation level and LLVM's version.  ``MLC_CACHE=none`` turns it off.
+    """
+    key = _cache_key(ir_text, target, opt_level) if cache and _cache_enabled() else None
+    if key is not None:
+        hit = _cache_get(key)
+        if hit is not None:
+            return hit
     mod = parse_and_optimize(ir_text, target, opt_level)
-    return target_machine(target).emit_object(mod)
+    obj = target_machine(target).emit_object(mod)
+    if key is not None:
+        _cache_put(key, obj)
+    return obj
+
+
+def cache_dir() -> str:
+    import os
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mlc", "objects")
+
+
+def _cache_enabled() -> bool:
+    import os
+    return os.environ.get("MLC_CACHE", "").strip().lower() not in ("none", "off", "0")
+
+
+def _cache_key(ir_text: str, target: Target, opt_level: int) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for part in (ir_text, target.cpu, target.features, target.triple, str(opt_level),
+                 ".".join(map(str, llvm.llvm_version_info))):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _cache_get(key: str) -> bytes | None:
+    import os
+    try:
+        with open(os.path.join(cache_dir(), key[:2], key + ".o"), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _cache_put(key: str, obj: bytes) -> None:
+    """Atomic (write then rename); a full disk or a read-only home only costs the cache."""
+    import os
+    import tempfile
+    d = os.path.join(cache_dir(), key[:2])
+    try:
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(obj)
+        os.replace(tmp, os.path.join(d, key + ".o"))
+    except OSError:
+        pass
 
 
 def assembly(ir_text: str, target: Target, opt_level: int = 3) -> str:

@@ -150,7 +150,7 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
     t_ir = time.perf_counter()
     if options.trace is not None:
         options.trace("llvm_ir", ir_text)
-    obj = compile_ir(ir_text, target, options.opt_level)
+    obj = compile_ir(ir_text, target, options.opt_level, cache=True)
     t_llvm = time.perf_counter()
 
     inputs = [TensorInfo(n, tuple(graph.tensor(n).shape), graph.tensor(n).dtype) for n in graph.inputs]
