@@ -4,5 +4,5 @@ One module per operator family; each op is a build function (its computation) re
 with ``mlc.registry.register``, plus optionally a default schedule.
 """
 from . import (control_flow_ops, conv, conv_transpose, data_movement, einsum, elementwise,  # noqa: F401
-               gather_scatter, layout, logic, matmul, normalization, pool, qlinear, quantize, reduce,
+               gather_scatter, layout, logic, matmul, nms, normalization, pool, qlinear, quantize, reduce,
                resize, rnn, shape_ops, softmax, topk, views)

@@ -47,6 +47,10 @@ class OpDef:
     # indices that must be blocked}) or None when this node cannot run blocked.
     blocked: Callable | None = None
     prefers_blocked: bool = False                 # starts a blocked region (convolutions)
+    # Outputs whose row count depends on the data (NonMaxSuppression): (node proto,
+    # {input name: constant value or None}, {input name: shape}) -> the maximum number of
+    # rows of output 0.  The output then gets that static shape and a row-count output.
+    bounded_rows: Callable | None = None
 
 
 _REGISTRY: dict[tuple[str, str], OpDef] = {}
@@ -78,6 +82,14 @@ def register_space(name: str, domain: str = ""):
     ``(kernel, target, threads) -> mlc.tuning.space.Space | None``."""
     def deco(fn):
         _REGISTRY[(domain, name)].space = fn
+        return fn
+    return deco
+
+
+def register_bounded_rows(name: str, domain: str = ""):
+    """Decorator: the row bound of op ``name``'s data-dependent output (see OpDef)."""
+    def deco(fn):
+        _REGISTRY[(domain, name)].bounded_rows = fn
         return fn
     return deco
 

@@ -166,8 +166,10 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
              "weights_bytes": blob.size, "seconds": {"build": t_build - t0, "lower": t_lower - t_build,
                                                      "ir": t_ir - t_lower, "llvm": t_llvm - t_ir},
              "tuned_kernels": sum(r.tuned for r in records)}
+    names = list(graph.outputs)
+    row_counts = {names.index(o): names.index(c) for o, c in graph.row_counts.items()}
     return Executable(obj, blob.finish(), plan.arena_bytes, inputs, outputs, copy_outputs, records,
-                      target, stats)
+                      target, stats, row_counts=row_counts)
 
 
 # --------------------------------------------------------------------------------------

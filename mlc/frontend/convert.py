@@ -42,9 +42,11 @@ def to_graph(wg) -> Graph:
     """The folded working graph (mlc.frontend.fold.WorkingGraph) as an mlc Graph."""
     types = ChainMap(wg.types, {vi.name: vi.type for vi in wg.inputs})
     scope = _Scope(wg.consts, types, parent=None, defined=None, strict=True, opsets=wg.opsets)
-    graph = _build(wg.name or "main", wg.nodes, [vi.name for vi in wg.inputs],
-                   [vi.name for vi in wg.outputs], scope, wg.opsets)
+    outputs = [vi.name for vi in wg.outputs] + [c for c in wg.row_counts.values()]
+    graph = _build(wg.name or "main", wg.nodes, [vi.name for vi in wg.inputs], outputs, scope, wg.opsets)
     scope.raise_problems()
+    if wg.row_counts:
+        graph = graph.replace(row_counts=dict(wg.row_counts))
     return graph
 
 

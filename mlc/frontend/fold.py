@@ -61,6 +61,7 @@ class WorkingGraph:
     opsets: dict[str, int]                   # normalised domain -> version
     ir_version: int
     types: dict[str, onnx.TypeProto] = field(default_factory=dict)   # from the last inference
+    row_counts: dict[str, str] = field(default_factory=dict)   # bounded output -> its row count
 
 
 @dataclass

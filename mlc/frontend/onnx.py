@@ -49,6 +49,7 @@ from .bind import bind_input_shapes
 from .convert import raise_if_unsupported, to_graph
 from .fold import WorkingGraph, fold_constants
 from .qdq import has_qdq, qdq_to_qlinear
+from .bounded import bound_data_dependent_outputs
 from .onnx_types import constant_arrays, dims, normalize_domain, to_array, type_kind
 from .scopes import name_unnamed_nodes, subgraphs, topological_order
 
@@ -188,6 +189,7 @@ def import_model(model: ModelSource, input_shapes: Mapping[str, tuple] | None = 
     if expand_control_flow:
         # If / Loop -> plain nodes, re-folded (mlc.graph.passes.control_flow)
         wg = _expand_control_flow(wg)
+    wg = bound_data_dependent_outputs(wg)
     return to_graph(wg)
 
 

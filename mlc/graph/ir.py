@@ -82,6 +82,9 @@ class Graph:
     tensors: dict[str, Tensor]
     name: str = "graph"
     opsets: dict[str, int] = field(default_factory=dict)   # domain -> version
+    # output name -> name of an int64 scalar output holding its actual number of rows: the
+    # output's static shape is an upper bound (data-dependent outputs such as NMS's)
+    row_counts: dict[str, str] = field(default_factory=dict)
 
     # --- queries ------------------------------------------------------------------------
     def tensor(self, name: str) -> Tensor:

@@ -111,6 +111,7 @@ def _metadata(exe, sections: dict) -> dict:
         "inputs": [t.to_dict() for t in exe.inputs],
         "outputs": [t.to_dict() for t in exe.outputs],
         "copy_outputs": [[int(j), str(space), int(where)] for j, (space, where) in exe.copy_outputs],
+        "row_counts": [[int(j), int(c)] for j, c in sorted(exe.row_counts.items())],
         "arena_bytes": int(exe.arena_bytes),
         "kernels": [dataclasses.asdict(k) for k in exe.kernels],
         "stats": exe.stats,
@@ -403,8 +404,9 @@ def _executable(meta: dict, buf: np.ndarray, size: int, meta_off: int):
     kernels = [_filled(KernelRecord, k) for k in meta["kernels"]]
     target = Target.from_dict(meta["target"])
     so = _section(meta, "shared_object", buf, meta_off).tobytes() if "shared_object" in meta["sections"] else None
+    row_counts = {int(j): int(c) for j, c in meta.get("row_counts", [])}
     return Executable(obj, weights, int(meta["arena_bytes"]), tensors("inputs"), tensors("outputs"),
-                      copy_outputs, kernels, target, dict(meta.get("stats", {})), so)
+                      copy_outputs, kernels, target, dict(meta.get("stats", {})), so, row_counts)
 
 
 def load(path: "str | os.PathLike", num_threads: int | None = None):

@@ -68,7 +68,13 @@ class CompiledModel:
     def __init__(self, executable, num_threads: int | None = None):
         self._exe = executable
         self.inputs = list(executable.inputs)
-        self.outputs = list(executable.outputs)
+        # every output the native code writes; the row counts of bounded outputs are used
+        # to trim those and are not shown
+        self._all_outputs = list(executable.outputs)
+        self._row_counts = dict(getattr(executable, "row_counts", {}) or {})
+        hidden = set(self._row_counts.values())
+        self._visible = [j for j in range(len(self._all_outputs)) if j not in hidden]
+        self.outputs = [self._all_outputs[j] for j in self._visible]
         self.target = executable.target
         self._code = _load_code(executable)
         vp = ctypes.c_void_p
@@ -78,9 +84,9 @@ class CompiledModel:
         self._arena = _aligned_empty(max(executable.arena_bytes, _ALIGN))
         self._weights = executable.weights
         self._in_ptrs = (vp * max(1, len(self.inputs)))()
-        self._out_ptrs = (vp * max(1, len(self.outputs)))()
+        self._out_ptrs = (vp * max(1, len(self._all_outputs)))()
         self._in_dtypes = [_np_dtype(t.dtype) for t in self.inputs]
-        self._out_dtypes = [_np_dtype(t.dtype) for t in self.outputs]
+        self._out_dtypes = [_np_dtype(t.dtype) for t in self._all_outputs]
         self._in_names = [t.name for t in self.inputs]
         self._lock = threading.Lock()
         self._copy = dict(executable.copy_outputs)
@@ -157,7 +163,7 @@ class CompiledModel:
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _execute(self, arrays: list) -> list:
-        outs = [np.empty(t.shape, dtype=dt) for t, dt in zip(self.outputs, self._out_dtypes)]
+        outs = [np.empty(t.shape, dtype=dt) for t, dt in zip(self._all_outputs, self._out_dtypes)]
         with self._lock:
             for k, a in enumerate(arrays):
                 self._in_ptrs[k] = a.ctypes.data
@@ -166,10 +172,13 @@ class CompiledModel:
             self._run(self._in_ptrs, self._out_ptrs, self._arena.ctypes.data, self._weights.ctypes.data)
             for j, (space, where) in self._copy.items():
                 outs[j][...] = self._view(space, where, j, arrays, outs)
-        return outs
+        for j, c in self._row_counts.items():        # bounded outputs: their actual rows
+            rows = int(outs[c])
+            outs[j] = outs[j][:max(0, min(rows, outs[j].shape[0]))]
+        return [outs[j] for j in self._visible]
 
     def _view(self, space: str, where: int, j: int, arrays: list, outs: list) -> np.ndarray:
-        info = self.outputs[j]
+        info = self._all_outputs[j]
         dt = self._out_dtypes[j]
         if space == "input":
             return arrays[where].reshape(info.shape)

@@ -50,3 +50,6 @@ class Executable:
     target: Target
     stats: dict = field(default_factory=dict)
     shared_object: bytes | None = None   # the object linked into a .so (saved artifacts only)
+    # output index -> index of the int64 scalar output holding its actual row count (the
+    # bounded outputs of data-dependent ops); those count outputs are hidden from Python
+    row_counts: dict = field(default_factory=dict)

@@ -185,7 +185,7 @@ def profile(model, feeds: dict | None = None, repeat: int = 20, warmup: int = 3)
         raise InputError(f"profile(): missing input(s) {missing}, unknown input(s) {unknown}; "
                          f"the model's inputs are {model.input_names}")
     arrays = [model._check_input(k, feeds[n]) for k, n in enumerate(model.input_names)]
-    outs = [np.empty(t.shape, dtype=dt) for t, dt in zip(model.outputs, model._out_dtypes)]
+    outs = [np.empty(t.shape, dtype=dt) for t, dt in zip(model._all_outputs, model._out_dtypes)]
     records = model.kernels
     vp = ctypes.c_void_p
     try:
