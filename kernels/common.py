@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from mlc.loop.expr import Expr, as_expr, const, is_float
+from mlc.loop.expr import Expr, const
 
 
 def broadcast_shape(*shapes: Sequence[int]) -> tuple:
@@ -48,3 +48,29 @@ def elementwise(ctx, fn: Callable[..., Expr], name: str, dtype: str | None = Non
 
 def fconst(value: float, dtype: str) -> Expr:
     return const(value, dtype)
+
+
+def window_geometry(ctx, spatial_in, spatial_out, kernel=None):
+    """(kernel, strides, dilations, pads_begin, pads_end) of a sliding window (Conv,
+    pooling), with ``auto_pad`` resolved: SAME_UPPER puts the odd padding pixel at the end,
+    SAME_LOWER at the start.  ``kernel`` defaults to the ``kernel_shape`` attribute."""
+    kernel = [int(k) for k in (kernel if kernel is not None else ctx.attr("kernel_shape"))]
+    nd = len(kernel)
+    strides = [int(s) for s in (ctx.attr("strides", None) or [1] * nd)]
+    dil = [int(d) for d in (ctx.attr("dilations", None) or [1] * nd)]
+    auto = ctx.attr("auto_pad", "NOTSET")
+    if isinstance(auto, bytes):
+        auto = auto.decode()
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for i in range(nd):
+            total = max(0, (spatial_out[i] - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - spatial_in[i])
+            b = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            begin.append(b)
+            end.append(total - b)
+    elif auto == "VALID":
+        begin, end = [0] * nd, [0] * nd
+    else:
+        pads = [int(p) for p in (ctx.attr("pads", None) or [0] * (2 * nd))]
+        begin, end = pads[:nd], pads[nd:]
+    return kernel, strides, dil, begin, end

@@ -12,7 +12,6 @@ ones, take their own paths (see ``_depthwise`` / ``_generic``).
 """
 from __future__ import annotations
 
-import math
 
 from mlc.loop.expr import binary, const, logical_and, reduce_sum, select
 from mlc.loop.schedule import Schedule
@@ -21,6 +20,8 @@ from mlc.loop.auto_schedule import plan_kernel
 from mlc.registry import register, register_blocked, register_schedule, register_space
 from mlc.tuning.space import Space
 
+from .common import window_geometry
+
 
 # --------------------------------------------------------------------------------------
 # attributes
@@ -28,23 +29,26 @@ from mlc.tuning.space import Space
 
 def conv_geometry(ctx, spatial_in, kernel, spatial_out):
     """(strides, dilations, pads_begin) with auto_pad resolved, for any number of dims."""
-    nd = len(kernel)
-    strides = list(ctx.attr("strides", [1] * nd))
-    dil = list(ctx.attr("dilations", [1] * nd))
-    auto = ctx.attr("auto_pad", "NOTSET")
-    if isinstance(auto, bytes):
-        auto = auto.decode()
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        begin = []
-        for i in range(nd):
-            total = max(0, (spatial_out[i] - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - spatial_in[i])
-            begin.append(total // 2 if auto == "SAME_UPPER" else total - total // 2)
-    elif auto == "VALID":
-        begin = [0] * nd
-    else:
-        pads = list(ctx.attr("pads", [0] * (2 * nd)))
-        begin = pads[:nd]
+    _, strides, dil, begin, _ = window_geometry(ctx, spatial_in, spatial_out, kernel)
     return strides, dil, begin
+
+
+def conv_dims(ctx, xs, ws, out_shape) -> dict:
+    """The geometry of a 1-D or 2-D convolution (1-D viewed as 2-D with H = 1): sizes,
+    strides (sh, sw), dilations (dh, dw) and leading pads (pt, pl), auto_pad resolved."""
+    one_d = len(xs) == 3
+    group = int(ctx.attr("group", 1))
+    N, C = xs[0], xs[1]
+    H, W = (1, xs[2]) if one_d else (xs[2], xs[3])
+    OC, ICg = ws[0], ws[1]
+    KH, KW = (1, ws[2]) if one_d else (ws[2], ws[3])
+    OH, OW = (1, out_shape[2]) if one_d else (out_shape[2], out_shape[3])
+    strides, dil, pb = conv_geometry(ctx, [W] if one_d else [H, W], [KW] if one_d else [KH, KW],
+                                     [OW] if one_d else [OH, OW])
+    if one_d:
+        strides, dil, pb = [1] + strides, [1] + dil, [0] + pb
+    return dict(N=N, C=C, H=H, W=W, OC=OC, ICg=ICg, KH=KH, KW=KW, OH=OH, OW=OW, group=group,
+                sh=strides[0], sw=strides[1], dh=dil[0], dw=dil[1], pt=pb[0], pl=pb[1], one_d=one_d)
 
 
 def lanes(ctx) -> int:
@@ -81,24 +85,11 @@ def conv(ctx):
         raise ctx.unsupported(f"{len(xs) - 2}-D convolution (only 1-D and 2-D are supported)")
     if ctx.in_dtype(0) != "float32":
         raise ctx.unsupported(f"Conv on {ctx.in_dtype(0)} (float32 only)")
-    one_d = len(xs) == 3
-    group = int(ctx.attr("group", 1))
-    # view 1-D as 2-D with H = 1
-    N, C = xs[0], xs[1]
-    H, W = (1, xs[2]) if one_d else (xs[2], xs[3])
-    OC, ICg = ws[0], ws[1]
-    KH, KW = (1, ws[2]) if one_d else (ws[2], ws[3])
-    OH, OW = (1, out_shape[2]) if one_d else (out_shape[2], out_shape[3])
-    strides, dil, pb = conv_geometry(ctx, [W] if one_d else [H, W], [KW] if one_d else [KH, KW],
-                                     [OW] if one_d else [OH, OW])
-    if one_d:
-        strides, dil, pb = [1] + strides, [1] + dil, [0] + pb
-    geo = dict(N=N, C=C, H=H, W=W, OC=OC, ICg=ICg, KH=KH, KW=KW, OH=OH, OW=OW, group=group,
-               sh=strides[0], sw=strides[1], dh=dil[0], dw=dil[1], pt=pb[0], pl=pb[1], one_d=one_d,
-               in_blocked=bool(in_blocked), out_blocked=bool(blocked))
+    geo = conv_dims(ctx, xs, ws, out_shape)
+    geo.update(in_blocked=bool(in_blocked), out_blocked=bool(blocked))
+    C, OC, group = geo["C"], geo["OC"], geo["group"]
     bias = ctx.inputs[2] if ctx.has_input(2) else None
     L = lanes(ctx)
-    OCg = OC // group
     kind = conv_kind(C, OC, group, L)
     if kind == "dense":
         return [_blocked(ctx, x, w, bias, geo, L)]
@@ -389,7 +380,9 @@ class ConvSpace(Space):
         # too little work per input byte to afford the copy)
         self.pad = next((st for st in kernel.stages if getattr(st, "name", None) in kernel.materialize
                          and st.buffer in set(self.stage.reads())), None)
-        if self.pad is not None:
+        # a 1-D conv writing blocked output has no output-row loop "oh" (and no rows to pad per)
+        self.one_d = "oh" not in ext
+        if self.pad is not None and not self.one_d:
             self.knobs.append(("pad_at_row", [0, 1]))
         if threads > 1:
             self.knobs.append(("par", [2, 3, 4]))
@@ -409,7 +402,7 @@ class ConvSpace(Space):
 
     def schedule(self, cfg: tuple) -> Schedule:
         k = {"par": 3, "pad_at_row": 0, **self.as_dict(cfg)}
-        pad_at_row = self.pad is not None and int(k["pad_at_row"]) == 1
+        pad_at_row = self.pad is not None and not self.one_d and int(k["pad_at_row"]) == 1
         s = Schedule()
         # every other stage (padding, layout copies, epilogues) by the generic rules
         knobs = self.plan.default_knobs(self.target)
@@ -426,6 +419,8 @@ class ConvSpace(Space):
             ob = "ob.o"
             inner = ["ow.i", "ob.i"]
         outer = ["n", ob, "oh", "ow.o"] if k["outer"] == 0 else ["n", "oh", ob, "ow.o"]
+        if self.one_d:
+            outer.remove("oh")
         red = [a.name for a in self.stage.reduce_axes]
         if not self.depthwise:
             red = ["icb", "kh", "kw", "ii"] if k["order"] == 0 else ["kh", "kw", "icb", "ii"]

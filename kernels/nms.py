@@ -13,7 +13,7 @@ for S boxes and K kept, with no sort.
 from __future__ import annotations
 
 from mlc.loop.expr import Buffer, Var, binary, cast, const, logical_and, maximum, minimum, select
-from mlc.loop.stmt import Allocate, Break, For, If, Let, Store, if_then, seq
+from mlc.loop.stmt import Allocate, Break, For, Let, Store, if_then, seq
 from mlc.loop.tensor import ExternStage
 from mlc.registry import register, register_bounded_rows
 

@@ -1,7 +1,8 @@
 """Normalisation operators.
 
 BatchNormalization (inference): ``y = x * a[c] + b[c]`` with ``a = scale / sqrt(var + eps)``
-and ``b = bias - mean * a`` folded at compile time when the statistics are constants.
+and ``b = bias - mean * a`` folded at compile time when the statistics are constants (in
+onnxruntime's order and precision, so that the result is bit-identical to its kernel).
 (The graph pass ``fold_batchnorm`` usually removes a BN that follows a convolution.)
 
 LayerNormalization (opset 17: axis, epsilon, stash_type, optional bias, optional Mean and
@@ -32,8 +33,14 @@ def batch_normalization(ctx):
     shape = ctx.out_shape(0)
     params = [ctx.const(i) for i in range(1, 5)]
     if all(p is not None for p in params):
-        scale, bias, mean, var = (p.astype(np.float64) for p in params)
-        a = scale / np.sqrt(var + eps)
+        # folded in onnxruntime's order and precision (float32 for float32 tensors:
+        # inv = 1 / sqrt(var + eps), a = inv * scale, b = bias - mean * a; then x * a + b,
+        # rounded after the multiply), so that a BN between dynamically quantized layers
+        # rounds exactly as there: a one-ulp difference ahead of DynamicQuantizeLinear can
+        # move its scale and shift whole quantization steps downstream
+        ct = np.float32 if dt == "float32" else np.float64
+        scale, bias, mean, var = (p.astype(ct) for p in params)
+        a = (ct(1.0) / np.sqrt(var + ct(eps))) * scale
         b = bias - mean * a
         A = ctx.constant(a.astype(dt), "bn_scale")
         B = ctx.constant(b.astype(dt), "bn_shift")

@@ -14,26 +14,7 @@ from mlc.loop.expr import (binary, cast, const, eq, identity_of, logical_and, re
 from mlc.loop.tensor import reduce_axis
 from mlc.registry import register, register_blocked
 
-
-def _window_geometry(ctx, spatial_in, spatial_out):
-    kernel = list(ctx.attr("kernel_shape"))
-    nd = len(kernel)
-    strides = list(ctx.attr("strides", [1] * nd))
-    dil = list(ctx.attr("dilations", [1] * nd))
-    auto = ctx.attr("auto_pad", "NOTSET")
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        begin, end = [], []
-        for i in range(nd):
-            total = max(0, (spatial_out[i] - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - spatial_in[i])
-            b = total // 2 if auto == "SAME_UPPER" else total - total // 2
-            begin.append(b)
-            end.append(total - b)
-    elif auto == "VALID":
-        begin, end = [0] * nd, [0] * nd
-    else:
-        pads = list(ctx.attr("pads", [0] * (2 * nd)))
-        begin, end = pads[:nd], pads[nd:]
-    return kernel, strides, dil, begin, end
+from .common import window_geometry
 
 
 def _pool(ctx, kind: str):
@@ -49,7 +30,7 @@ def _pool(ctx, kind: str):
     if ctx.in_dtype(0) not in ("float32", "float64", "float16") and kind == "avg":
         raise ctx.unsupported(f"AveragePool on {ctx.in_dtype(0)}")
     spatial_in, spatial_out = list(xs[2:]), list(out[2:])
-    kernel, strides, dil, pb, pe = _window_geometry(ctx, spatial_in, spatial_out)
+    kernel, strides, dil, pb, pe = window_geometry(ctx, spatial_in, spatial_out)
     nd = len(kernel)
     dt = ctx.out_dtype(0)
     red = [reduce_axis(k, f"r{d}") for d, k in enumerate(kernel)]

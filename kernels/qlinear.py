@@ -41,14 +41,14 @@ from __future__ import annotations
 import numpy as np
 
 from mlc.loop.auto_schedule import PAR_MIN_WORK, TilePlan, plan_kernel
-from mlc.loop.expr import (Buffer, Call, Var, binary, call, cast, const, logical_and, maximum, minimum,
+from mlc.loop.expr import (Expr, Buffer, Call, Var, binary, call, cast, const, logical_and, maximum, minimum,
                            reduce_sum, select, walk)
 from mlc.loop.stmt import buffers_used, if_then, loop, seq, store
 from mlc.loop.tensor import ExternStage, reduce_axis
 from mlc.registry import register, register_schedule
 
 from .common import broadcast_load, broadcast_shape
-from .conv import conv_geometry
+from .conv import conv_dims
 
 I32 = "int32"
 _Q8 = ("uint8", "int8")
@@ -59,7 +59,7 @@ def use_vnni(ctx) -> bool:
     return ctx.target.lanes_f32 == 16 and ctx.target.has("avx512vnni")
 
 
-def _i(v) -> "Expr":
+def _i(v) -> Expr:
     return cast(I32, v)
 
 
@@ -355,23 +355,12 @@ def _conv_geo(ctx, ix: int, iw: int):
     for i, what in ((ix, "x"), (iw, "w")):
         if ctx.in_dtype(i) not in _Q8:
             raise ctx.unsupported(f"{what} of type {ctx.in_dtype(i)} (uint8 / int8 expected)")
-    out = ctx.out_shape(0)
-    one_d = len(xs) == 3
-    group = int(ctx.attr("group", 1))
-    N, C = xs[0], xs[1]
-    H, W = (1, xs[2]) if one_d else (xs[2], xs[3])
-    OC, ICg = ws[0], ws[1]
-    KH, KW = (1, ws[2]) if one_d else (ws[2], ws[3])
-    OH, OW = (1, out[2]) if one_d else (out[2], out[3])
-    strides, dil, pb = conv_geometry(ctx, [W] if one_d else [H, W], [KW] if one_d else [KH, KW],
-                                     [OW] if one_d else [OH, OW])
-    if one_d:
-        strides, dil, pb = [1] + strides, [1] + dil, [0] + pb
+    g = conv_dims(ctx, xs, ws, ctx.out_shape(0))
+    C, OC, ICg, group = g["C"], g["OC"], g["ICg"], g["group"]
     if C != ICg * group or OC % group:
         raise ctx.unsupported(f"channels {C} / {OC} do not match group {group} and weights {list(ws)}")
-    return dict(N=N, C=C, H=H, W=W, OC=OC, ICg=ICg, OCg=OC // group, KH=KH, KW=KW, OH=OH, OW=OW,
-                G=group, sh=strides[0], sw=strides[1], dh=dil[0], dw=dil[1], pt=pb[0], pl=pb[1],
-                one_d=one_d)
+    g.update(OCg=OC // group, G=group)
+    return g
 
 
 def _padded_activation(ctx, x, g, cg: int, value, pad_value, name: str):

@@ -32,7 +32,7 @@ from mlc.loop.stmt import loop, seq, store
 from mlc.loop.tensor import ExternStage, Stage, reduce_axis
 from mlc.registry import register
 
-from .common import norm_axis
+from .common import norm_axis, window_geometry
 
 _FLOATS = ("float32", "float64", "float16", "bfloat16")
 _WIDE_INTS = ("int32", "int64", "uint32", "uint64")
@@ -337,23 +337,7 @@ def _lp_p(ctx) -> float:
 
 
 def _window(ctx, spatial_in, spatial_out):
-    kernel = [int(k) for k in ctx.attr("kernel_shape")]
-    nd = len(kernel)
-    strides = [int(s) for s in (ctx.attr("strides", None) or [1] * nd)]
-    dil = [int(d) for d in (ctx.attr("dilations", None) or [1] * nd)]
-    auto = ctx.attr("auto_pad", "NOTSET")
-    if isinstance(auto, bytes):
-        auto = auto.decode()
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        begin = []
-        for i in range(nd):
-            total = max(0, (spatial_out[i] - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - spatial_in[i])
-            begin.append(total // 2 if auto == "SAME_UPPER" else total - total // 2)
-    elif auto == "VALID":
-        begin = [0] * nd
-    else:
-        pads = [int(p) for p in (ctx.attr("pads", None) or [0] * (2 * nd))]
-        begin = pads[:nd]
+    kernel, strides, dil, begin, _ = window_geometry(ctx, spatial_in, spatial_out)
     return kernel, strides, dil, begin
 
 

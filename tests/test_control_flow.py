@@ -3,7 +3,6 @@ checked against onnxruntime; what cannot be expanded is a clear UnsupportedError
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto as TP, helper as h, numpy_helper
 

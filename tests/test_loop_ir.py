@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import ctypes
 
-import llvmlite.ir as ir
 import numpy as np
 import pytest
 
-from mlc.codegen import llvm_util as U
 from mlc.codegen.jit import LoadedCode, compile_ir
 from mlc.codegen.module import Location, ModuleBuilder
 from mlc.errors import ScheduleError

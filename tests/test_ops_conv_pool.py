@@ -32,6 +32,25 @@ def test_conv_weights_fed_at_run_time(group, C, OC, rng):
     assert_matches_ort(model, {"x": x, "w": w, "b": b})
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("C,OC,k,stride,group,pads", [
+    (1, 258, 256, 64, 1, [0, 0]),     # an STFT as a Conv1d (Silero VAD): 1 input channel, wide kernel
+    (32, 48, 3, 1, 1, [1, 1]),        # blocked input and output
+    (32, 32, 5, 2, 32, [2, 2]),       # depthwise
+    (32, 64, 3, 2, 2, [1, 0]),        # grouped, asymmetric padding
+])
+def test_conv1d_with_constant_weights(C, OC, k, stride, group, pads, threads, rng):
+    """Conv1d with initializer weights runs in the blocked layout, whose output has no
+    row loop: its schedule must not name one (it used to fail with "no axis 'oh'")."""
+    x = rng.standard_normal((1, C, 300)).astype(np.float32)
+    w = rng.standard_normal((OC, C // group, k)).astype(np.float32)
+    b = rng.standard_normal(OC).astype(np.float32)
+    model = single_op_model("Conv", {"x": x}, {"y": (np.float32, None)},
+                            {"kernel_shape": [k], "strides": [stride], "group": group, "pads": pads},
+                            initializers={"w": w, "b": b})
+    assert_matches_ort(model, {"x": x}, rtol=1e-4, atol=1e-4, num_threads=threads)
+
+
 @pytest.mark.parametrize("shape,attrs", [
     ((2, 3, 9, 8), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
     ((1, 2, 7, 10), {"kernel_shape": [2, 3], "strides": [1, 2], "dilations": [2, 1], "ceil_mode": 1}),

@@ -656,7 +656,6 @@ def test_static_qdq_model(activation, weight, per_channel, rng, tmp_path):
     integer arithmetic: the result is exact."""
     from mlc.frontend.qdq import qdq_to_qlinear
     q = _static_qdq(rng, tmp_path, activation, weight, per_channel)
-    step = float(numpy_helper.to_array(next(t for t in q.graph.initializer if t.name == "y_scale")))
     fused = qdq_to_qlinear(q)
     onnx.checker.check_model(fused)
     assert {"QLinearConv", "QLinearMatMul"} <= {n.op_type for n in fused.graph.node}

@@ -239,3 +239,17 @@ def test_second_compile_reuses_the_object_cache(tmp_path, monkeypatch):
     np.testing.assert_array_equal(first.run(feeds)["y"], second.run(feeds)["y"])
     monkeypatch.setenv("MLC_CACHE", "none")
     assert mlc.compile(model).stats["seconds"]["llvm"] > 0
+
+
+def test_tuning_on_a_dask_cluster(tmp_path):
+    """--cluster: builds and runs go to dask workers (each run in a subprocess of its own)."""
+    distributed = pytest.importorskip("distributed")
+    model, feeds = _matmul_model(48)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        log = str(tmp_path / "dask.jsonl")
+        res = mlc.tune(model, trials=6, log=log, batch=3, progress=False, resume=False, cluster=client)
+    recs = read_records(log)
+    assert len(recs) == res.trials >= 3 and all(r.ok for r in recs), [r.error for r in recs]
+    mod = mlc.compile(model, tuning_log=log)
+    np.testing.assert_allclose(mod.run(feeds)["y"], ort_run(model, feeds)[0], rtol=1e-4, atol=1e-4)

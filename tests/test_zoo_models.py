@@ -1,4 +1,5 @@
-"""Tests of mlc.zoo: the offline-built reference models (ResNet-18, MobileNetV2, BERT, MLP).
+"""Tests of mlc.zoo: the offline-built reference models (ResNet-18, MobileNetV2, BERT, MLP;
+the model families are in test_model_families.py).
 
 Each full-size model is built once per session (module cache); the whole file runs in a
 few seconds.
@@ -74,8 +75,10 @@ def run(name: str, feed: dict[str, np.ndarray] | None = None, **kwargs) -> list[
 # ---------------------------------------------------------------- registry
 
 
-def test_registry_lists_the_four_models():
-    assert set(zoo.ZOO) == {"resnet18", "mobilenetv2", "bert", "mlp"}
+def test_registry_lists_the_models():
+    # the model families (yolo ... quantized) are tested in test_model_families.py
+    assert set(zoo.ZOO) == {"resnet18", "mobilenetv2", "bert", "mlp",
+                            "yolo", "dbnet", "svtr", "crnn", "vad", "quantized"}
     for name, entry in zoo.ZOO.items():
         assert entry.name == name
         assert entry.description

@@ -14,6 +14,12 @@ broadcast where it meets a vector) or as a vector:
 
 Stores to local (stack) buffers in a masked context become select + full store so that
 LLVM can keep those buffers (register accumulators) in registers.
+
+A multiply is fused into an add (one FMA, one rounding) only in an accumulation
+``B[i] = B[i] + x * y``: the rounding of a reduction's partial sums is unspecified, while
+``a * b + c`` elsewhere is a Mul node and an Add node (a dequantising scale and a bias,
+say) whose product ONNX rounds before the add -- and a quantizer downstream would turn
+that one-ulp difference into whole quantization steps.
 """
 from __future__ import annotations
 
@@ -23,8 +29,7 @@ import llvmlite.ir as ir
 
 from ..errors import CodegenError
 from ..loop.expr import (BITS_DTYPES, INDEX, SUBBYTE_INT_BITS, Binary, Buffer, Call, Cast, Const, Expr,
-                         Load, Select, Var, coefficient, const, is_float, is_int, is_signed, simplify,
-                         binary)
+                         Load, Select, Var, coefficient, const, is_float, is_signed, simplify, binary)
 from ..loop.stmt import Allocate, Break, For, If, Let, Seq, Stmt, Store
 from . import llvm_util as U
 
@@ -65,6 +70,7 @@ class FunctionEmitter:
         # each shared node once per statement.  Reset whenever the statement, the vector
         # context or a variable binding changes.
         self._memo: dict = {}
+        self._accumulation: Expr | None = None   # the value of the store being emitted, if B[i] + x
 
     # ---------------------------------------------------------------------------------
     def finish(self):
@@ -332,7 +338,13 @@ class FunctionEmitter:
 
     # -- stores -----------------------------------------------------------------------
     def emit_store(self, s: Store):
-        value = self.expr(s.value)
+        v = s.value
+        self._accumulation = v if isinstance(v, Binary) and v.op == "add" and any(
+            isinstance(o, Load) and o.buffer is s.buffer and o.indices == s.indices for o in (v.a, v.b)) else None
+        try:
+            value = self.expr(v)
+        finally:
+            self._accumulation = None
         vc = self.vctx
         if vc is None:
             self._store_scalar(s.buffer, s.indices, value)
@@ -435,7 +447,7 @@ class FunctionEmitter:
         if t is Load:
             return self.emit_load(e)
         if t is Binary:
-            if self.has_fma and e.op == "add" and is_float(e.dtype):
+            if self.has_fma and e.op == "add" and is_float(e.dtype) and e is self._accumulation:
                 for m, c in ((e.a, e.b), (e.b, e.a)):
                     if isinstance(m, Binary) and m.op == "mul":
                         x, y, z = self.expr(m.a), self.expr(m.b), self.expr(c)

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
-from ..loop.expr import Var
 from ..loop.lower import LoweredKernel, Region
 from ..loop.stmt import For
 from ..target import Target

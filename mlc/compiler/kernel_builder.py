@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import MlcError, ShapeError, UnsupportedError
-from ..graph.ir import Graph, Node
-from ..loop.expr import Buffer, Load, loads_of
+from ..graph.ir import Graph
+from ..loop.expr import Buffer
 from ..loop.kernel import Kernel
-from ..loop.tensor import ExternStage, Stage, compute
+from ..loop.tensor import ExternStage, compute
 from ..registry import OpContext, lookup
 
 

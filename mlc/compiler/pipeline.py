@@ -21,12 +21,10 @@ import numpy as np
 
 from ..codegen.jit import compile_ir
 from ..codegen.module import Location, ModuleBuilder
-from ..errors import MlcError, UnsupportedError
-from ..graph.ir import Graph, Node
+from ..graph.ir import Graph
 from ..graph.passes.memory_plan import KernelStep, plan_memory
 from ..loop.auto_schedule import default_schedule
-from ..loop.expr import dtype_bytes
-from ..loop.lower import LoweredKernel, lower, pack_array
+from ..loop.lower import lower, pack_array
 from ..loop.schedule import Schedule
 from ..registry import lookup
 # the compile's product, defined with the runtime (which loads it without this module)
@@ -56,7 +54,6 @@ def partition(graph: Graph) -> list:
     non-view node is a group of its own.
     """
     out = []
-    outputs = set(graph.outputs)
     for node in graph.nodes:
         if node.op == "mlc.Fused":
             out.append(("kernel", list(node.attrs["body"].nodes), node))

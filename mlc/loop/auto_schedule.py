@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from .expr import Load, Var, coefficient, depends_on, loads_of, simplify, binary, const, INDEX
 from .kernel import Kernel
 from .schedule import Schedule
-from .tensor import ExternStage, Stage
+from .tensor import Stage
 
 PAR_MIN_WORK = 1 << 14        # elements below which a stage is not worth a parallel dispatch
 

@@ -10,8 +10,8 @@ comparisons are functions (``eq(a, b)``, ``ne(a, b)``) because ``==`` stays stru
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 

@@ -16,9 +16,9 @@ result.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .expr import Buffer, Load, Var, format_expr, loads_of, substitute, transform
+from .expr import Buffer, Load, loads_of, substitute, transform
 from .tensor import ExternStage, Stage
 
 

@@ -17,17 +17,17 @@ What lowering guarantees, whatever the schedule:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ScheduleError
-from .expr import (INDEX, Binary, Buffer, Const, Expr, IterVar, Load, Var, binary, combine, const,
-                   depends_on, free_vars, identity_of, int_range, linear_form, loads_of,
-                   logical_and, select, simplify, substitute, transform)
+from .expr import (INDEX, Buffer, Const, Expr, Load, Var, binary, combine, const, depends_on, free_vars,
+                   identity_of, int_range, linear_form, loads_of, logical_and, simplify,
+                   substitute, transform)
 from .kernel import Kernel, inline_into
 from .schedule import Fuse, Schedule, Split, StageState, apply_schedule
-from .stmt import Allocate, For, If, Seq, Stmt, Store, if_then, seq, store
+from .stmt import Allocate, For, If, Stmt, Store, if_then, seq
 from .tensor import ExternStage, Stage
 
 MAX_LOCAL_ACC = 4096          # elements; larger accumulators live in arena scratch

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..errors import ScheduleError
-from .tensor import ExternStage, Stage
+from .tensor import Stage
 
 STEP_KINDS = ("split", "reorder", "fuse", "vectorize", "unroll", "parallel", "inline",
               "compute_at", "compute_root", "cache_write", "pack")

@@ -11,7 +11,7 @@ Irregular operators build these statements directly (see ``ExternStage``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 from .expr import Buffer, Const, Expr, Var, as_expr, format_expr, INDEX
@@ -140,7 +140,7 @@ def walk_stmt(s: Stmt):
 
 def buffers_used(s: Stmt) -> list[Buffer]:
     """Every non-local buffer a statement reads or writes, in first-use order."""
-    from .expr import loads_of, walk as walk_expr
+    from .expr import loads_of
     seen: list[Buffer] = []
     local: set = set()
 

@@ -17,7 +17,7 @@ an imperative loop-IR statement that reads and writes buffers directly.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from .expr import (INDEX, Buffer, Expr, IterVar, Load, Reduce, Var, as_expr, cast, format_expr,

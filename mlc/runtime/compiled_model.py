@@ -13,7 +13,6 @@ import threading
 import numpy as np
 
 from ..errors import InputError
-from ..loop.expr import dtype_bytes
 
 _ALIGN = 64
 # mlc.codegen.module.ENTRY, spelled out: importing the code generator would add ~0.1 s to

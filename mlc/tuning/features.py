@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from ..loop.expr import (Binary, Call, Const, Load, Var, coefficient, depends_on, dtype_bytes, loads_of,
-                         simplify, binary, const, INDEX)
+from ..loop.expr import (Binary, Call, Const, coefficient, depends_on, dtype_bytes, loads_of, simplify, binary,
+                         const, INDEX)
 from ..loop.stmt import Allocate, For, If, Let, Seq, Store
 
 LEVELS = 5

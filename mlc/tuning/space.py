@@ -14,9 +14,8 @@ than the untuned compile.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
-from ..loop.auto_schedule import InjectivePlan, KernelPlan, ReducePlan, TilePlan, plan_kernel
+from ..loop.auto_schedule import InjectivePlan, KernelPlan, TilePlan, plan_kernel
 from ..loop.schedule import Schedule
 
 

@@ -7,7 +7,7 @@ model's time is weight x its latency.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..compiler.kernel_builder import build_kernel
 from ..compiler.pipeline import _kernel_name, _used_after, partition

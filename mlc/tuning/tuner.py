@@ -31,7 +31,7 @@ from ..errors import TuningError
 from ..target import Target
 from .cost_model import CostModel
 from .measure import DaskExecutor, LocalExecutor, outputs_match
-from .records import Record, RecordWriter, load_best, read_records
+from .records import Record, RecordWriter, read_records
 from .search import ModelGuidedSearch, RandomSearch
 from .tasks import Task, extract_tasks
 

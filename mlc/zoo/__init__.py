@@ -8,7 +8,12 @@ exporter would emit it (opset 17, IR 8), with random weights from a fixed seed.
 >>> feed = zoo.example_inputs("resnet18", image=64)  # {"input": float32 [1,3,64,64]}
 >>> zoo.model_flops("resnet18")                      # ~3.64e9 (multiply-add = 2)
 
-Models: ``resnet18``, ``mobilenetv2``, ``bert``, ``mlp`` (see :data:`ZOO`).
+Models (see :data:`ZOO`): the classics ``resnet18``, ``mobilenetv2``, ``bert``, ``mlp``,
+and the families deployed models come in, at small test sizes: ``yolo`` (YOLOv8 detector,
+symbolic height and width), ``dbnet`` (OCR text detection on MobileNetV3), ``svtr`` (OCR
+text recognition, transformer), ``crnn`` (conv + BiLSTM recogniser, symbolic width),
+``vad`` (Silero-style voice activity) and ``quantized`` (a float zoo model dynamically
+quantised to int8 by onnxruntime -- which it needs installed).
 """
 
 from __future__ import annotations
@@ -22,10 +27,16 @@ import numpy as np
 import onnx
 
 from .bert import bert, bert_inputs
+from .crnn import crnn, crnn_inputs
+from .dbnet import dbnet, dbnet_inputs
 from .flops import count_flops
 from .mlp import mlp, mlp_inputs
 from .mobilenet import mobilenetv2, mobilenetv2_inputs
+from .quantized import quantized, quantized_inputs
 from .resnet import resnet18, resnet18_inputs
+from .svtr import svtr, svtr_inputs
+from .vad import vad, vad_inputs
+from .yolo import yolo, yolo_inputs
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,22 @@ ZOO: dict[str, ZooEntry] = {
                  "BERT encoder, 4 layers, hidden 256, 4 heads, FFN 1024, seq 128 -> last hidden state"),
         ZooEntry("mlp", mlp, mlp_inputs,
                  "MLP 784-1024-1024-10 (Gemm + Relu), batch 1 -> 10 logits"),
+        ZooEntry("yolo", yolo, yolo_inputs,
+                 "YOLOv8n detector with in-graph anchors and DFL decoding, 1x3xHxW (symbolic; "
+                 "128x128 nominal) -> 1x84xanchors"),
+        ZooEntry("dbnet", dbnet, dbnet_inputs,
+                 "DBNet text detection, MobileNetV3-small x0.5 + DBFPN + DBHead, 1x3x96x96 -> 1x1x96x96"),
+        ZooEntry("svtr", svtr, svtr_inputs,
+                 "SVTR text recognition (reduced SVTR-Tiny) + CTC head, 1x3x32x100 -> 1x25x37"),
+        ZooEntry("crnn", crnn, crnn_inputs,
+                 "CRNN text recognition, VGG convs + 2 BiLSTMs, 1x3x32xW (symbolic; 100 nominal) -> "
+                 "(W/4+1)x1x37"),
+        ZooEntry("vad", vad, vad_inputs,
+                 "Silero-style VAD: reflect-padded STFT conv, conv encoder, 2-layer LSTM with state, "
+                 "1x1x1536 -> 1x6 speech probabilities"),
+        ZooEntry("quantized", quantized, quantized_inputs,
+                 "a float zoo model (default SVTR) dynamically quantized to int8 by onnxruntime: "
+                 "DynamicQuantizeLinear + ConvInteger / MatMulInteger"),
     )
 }
 
@@ -99,7 +126,10 @@ def example_inputs(name: str, seed: int = 0, **kwargs) -> dict[str, np.ndarray]:
 
 @functools.lru_cache(maxsize=None)
 def _flops(name: str, frozen_kwargs: tuple) -> int:
-    return count_flops(build(name, **dict(frozen_kwargs)))
+    kwargs = dict(frozen_kwargs)
+    # symbolic input dims (yolo, crnn) are counted at the example inputs' sizes
+    shapes = {k: v.shape for k, v in example_inputs(name, **kwargs).items()}
+    return count_flops(build(name, **kwargs), shapes)
 
 
 def model_flops(name: str, **kwargs) -> int:
@@ -112,4 +142,4 @@ def model_flops(name: str, **kwargs) -> int:
 
 
 __all__ = ["ZOO", "ZooEntry", "build", "example_inputs", "model_flops", "count_flops",
-           "resnet18", "mobilenetv2", "bert", "mlp"]
+           "resnet18", "mobilenetv2", "bert", "mlp", "yolo", "dbnet", "svtr", "crnn", "vad", "quantized"]

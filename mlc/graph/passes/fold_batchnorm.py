@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Graph, Node, Tensor
+from ..ir import Graph, Tensor
 
 
 def fold_batchnorm(graph: Graph) -> Graph:

@@ -59,7 +59,6 @@ def convert_to_blocked(graph: Graph, block: int | None = None) -> Graph:
     blocked: dict = {}        # plain tensor name -> its blocked twin
     plain_of: dict = {}       # blocked twin -> plain tensor name (materialised lazily)
     plain_ready: set = set(graph.inputs) | {n for n, t in tensors.items() if t.value is not None}
-    made_plain: dict = {}
 
     def fresh(base: str) -> str:
         name, i = base, 0
