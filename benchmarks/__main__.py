@@ -1,4 +1,4 @@
-"""python -m benchmarks [models|gemm|peak|fusion|memory|tuning] [options]"""
+"""python -m benchmarks [models|gemm|peak|fusion|memory|dynamic|tuning] [options]"""
 from __future__ import annotations
 
 import sys
@@ -7,19 +7,9 @@ import sys
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     what = argv.pop(0) if argv and not argv[0].startswith("-") else "all"
-    from . import gemm, models, peak
-    tables = {"models": models.main, "gemm": gemm.main, "peak": peak.main}
-    try:
-        from . import fusion
-        tables["fusion"] = fusion.main
-        tables["memory"] = fusion.memory_main
-    except ImportError:
-        pass
-    try:
-        from . import tuning
-        tables["tuning"] = tuning.main
-    except ImportError:
-        pass
+    from . import dynamic, fusion, gemm, models, peak, tuning
+    tables = {"models": models.main, "gemm": gemm.main, "peak": peak.main, "fusion": fusion.main,
+              "memory": fusion.memory_main, "dynamic": dynamic.main, "tuning": tuning.main}
     if what == "all":
         models.main(argv)
         gemm.main([])

@@ -6,16 +6,11 @@ import time
 
 import numpy as np
 
+from mlc.cli.common import median_ms
+
 
 def median_seconds(fn, repeat: int = 30, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return median_ms(fn, repeat, warmup) / 1e3
 
 
 def interleaved(fns: dict, repeat: int = 30, rounds: int = 3, warmup: int = 3, block: int = 6) -> dict:

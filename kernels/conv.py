@@ -386,22 +386,28 @@ class ConvSpace(Space):
             self.knobs.append(("pad_at_row", [0, 1]))
         if threads > 1:
             self.knobs.append(("par", [2, 3, 4]))
+        # output rows per register tile: a tile of oht rows x owt pixels reuses each weight
+        # vector it loads oht * owt times (small feature maps: a row alone is too short)
+        if not self.depthwise and not self.one_d:
+            self.knobs.append(("oht", [1, 2, 3, 4]))
         owt, nb = conv_tile(OW, OB, self.regs)
         if self.depthwise:
             nb = 1
         d = {"owt": owt, "nb": nb, "order": 0, "uii": 1, "outer": 0, "par": 3,
-             "pad_at_row": 1 if self.depthwise else 0}
+             "pad_at_row": 1 if self.depthwise else 0, "oht": 1}
         self._default = tuple(d[name] for name, _ in self.knobs)
 
     def default(self) -> tuple:
         return self._default
 
     def valid(self, cfg: tuple) -> bool:
-        k = self.as_dict(cfg)
-        return k["owt"] * k["nb"] <= self.regs - 4 + (2 if k["nb"] == 1 else 0)
+        k = {"oht": 1, "pad_at_row": 0, **self.as_dict(cfg)}
+        if k["oht"] > 1 and k["pad_at_row"]:
+            return False                   # rows are padded one at a time
+        return k["oht"] * k["owt"] * k["nb"] <= self.regs - 4 + (2 if k["nb"] == 1 else 0)
 
     def schedule(self, cfg: tuple) -> Schedule:
-        k = {"par": 3, "pad_at_row": 0, **self.as_dict(cfg)}
+        k = {"par": 3, "pad_at_row": 0, "oht": 1, **self.as_dict(cfg)}
         pad_at_row = self.pad is not None and not self.one_d and int(k["pad_at_row"]) == 1
         s = Schedule()
         # every other stage (padding, layout copies, epilogues) by the generic rules
@@ -410,15 +416,19 @@ class ConvSpace(Space):
             if p.stage is not self.stage and not (pad_at_row and p.stage is self.pad):
                 s = p.apply(s, kk)
         name = self.stage.name
-        owt, nb = int(k["owt"]), int(k["nb"])
+        owt, nb, oht = int(k["owt"]), int(k["nb"]), int(k["oht"])
         s = s.split(name, "ow", owt)
-        ob = "ob"
+        ob, oh = "ob", "oh"
         inner = ["ow.i"]
         if nb > 1:
             s = s.split(name, "ob", nb)
             ob = "ob.o"
             inner = ["ow.i", "ob.i"]
-        outer = ["n", ob, "oh", "ow.o"] if k["outer"] == 0 else ["n", "oh", ob, "ow.o"]
+        if oht > 1:
+            s = s.split(name, "oh", oht)
+            oh = "oh.o"
+            inner = ["oh.i"] + inner
+        outer = ["n", ob, oh, "ow.o"] if k["outer"] == 0 else ["n", oh, ob, "ow.o"]
         if self.one_d:
             outer.remove("oh")
         red = [a.name for a in self.stage.reduce_axes]

@@ -166,17 +166,6 @@ class _Geo:
         return out
 
 
-def _kind(C, OC, group, L) -> str:
-    ICg, OCg = C // group, OC // group
-    if group == 1:
-        return "dense"
-    if ICg == 1 and OCg == 1:
-        return "depthwise"
-    if ICg % L == 0 and OCg % L == 0:
-        return "dense"
-    return "generic"
-
-
 # --------------------------------------------------------------------------------------
 # the op
 # --------------------------------------------------------------------------------------
@@ -204,7 +193,7 @@ def conv_transpose(ctx):
     bias = ctx.inputs[2] if ctx.has_input(2) else None
     wval = ctx.const(1)
     L = _conv.lanes(ctx)
-    kind = _kind(geo.C, geo.OC, group, L)
+    kind = _conv.conv_kind(geo.C, geo.OC, group, L)
     if wval is None or kind == "generic":
         if blocked:
             raise ctx.unsupported("blocked layout needs constant weights and a dense or depthwise grouping")
@@ -357,7 +346,7 @@ def conv_transpose_blocked(node, graph, b):
     C, OC = xt.shape[1], ws[1] * group
     if ws[0] != C or C % group:
         return None
-    kind = _kind(C, OC, group, b)
+    kind = _conv.conv_kind(C, OC, group, b)
     if kind == "generic":
         return None
     out = graph.tensor(node.outputs[0]).shape

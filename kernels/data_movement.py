@@ -87,7 +87,7 @@ def transpose(ctx):
 def concat(ctx):
     out_shape = ctx.out_shape(0)
     rank = len(out_shape)
-    axis = norm_axis(int(ctx.attr("axis", 0)), rank)
+    axis = ctx.axis(0, rank)
     parts = []                       # (tensor, offset, size)
     off = 0
     for k in range(len(ctx.inputs)):
@@ -124,7 +124,7 @@ def split(ctx):
     x = ctx.input(0)
     in_shape = ctx.in_shape(0)
     rank = len(in_shape)
-    axis = norm_axis(int(ctx.attr("axis", 0)), rank)
+    axis = ctx.axis(0, rank)
     # output sizes come from shape inference, which resolved split / num_outputs
     sizes = [int(t.shape[axis]) if t is not None else None for t in ctx.output_tensors]
     if ctx.opset >= 13 and ctx.has_input(1):

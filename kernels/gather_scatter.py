@@ -18,7 +18,6 @@ from mlc.loop.stmt import Let, loop, seq, store
 from mlc.loop.tensor import ExternStage
 from mlc.registry import register
 
-from .common import norm_axis
 from .data_movement import as_index, wrap_index
 
 _INDEX_DTYPES = ("int32", "int64")
@@ -40,7 +39,7 @@ def gather(ctx):
     data, idx = ctx.input(0), ctx.input(1)
     _check_index_dtype(ctx, 1)
     ds, iq = ctx.in_shape(0), len(ctx.in_shape(1))
-    axis = norm_axis(int(ctx.attr("axis", 0)), len(ds))
+    axis = ctx.axis(0, len(ds))
     n = ds[axis]
     if any(d == 0 for d in ctx.out_shape(0)):
         return [ctx.compute(ctx.out_shape(0), lambda *i: const(0, ctx.out_dtype(0)), "gather")]
@@ -64,7 +63,7 @@ def gather_elements(ctx):
     data, idx = ctx.input(0), ctx.input(1)
     _check_index_dtype(ctx, 1)
     ds = ctx.in_shape(0)
-    axis = norm_axis(int(ctx.attr("axis", 0)), len(ds))
+    axis = ctx.axis(0, len(ds))
     if any(d == 0 for d in ctx.out_shape(0)):
         return [ctx.compute(ctx.out_shape(0), lambda *i: const(0, ctx.out_dtype(0)), "gather_elements")]
     if ds[axis] == 0:
@@ -167,7 +166,7 @@ def scatter_elements(ctx):
     _check_index_dtype(ctx, 1)
     red = _reduction(ctx)
     ds, ish = data.shape, idx.shape
-    axis = norm_axis(int(ctx.attr("axis", 0)), len(ds))
+    axis = ctx.axis(0, len(ds))
     out = Buffer(ctx.unique("scatter_elements"), tuple(ds), ctx.out_dtype(0))
     copy = _copy(data, out, "c")
     if any(d == 0 for d in ish) or ds[axis] == 0:
@@ -193,7 +192,7 @@ def one_hot(ctx):
     indices, values = ctx.input(0), ctx.input(2)
     out_shape = ctx.out_shape(0)
     rank = len(out_shape)
-    axis = norm_axis(int(ctx.attr("axis", -1)), rank)
+    axis = ctx.axis(-1, rank)
     depth = out_shape[axis]
     if ctx.const(1) is not None:
         dv = np.asarray(ctx.const(1)).reshape(-1)[0]

@@ -146,10 +146,7 @@ def layer_normalization(ctx):
     x = ctx.input(0)
     shape = ctx.in_shape(0)
     rank = len(shape)
-    try:
-        axis = norm_axis(int(ctx.attr("axis", -1)), rank)
-    except ValueError as e:
-        raise ctx.unsupported(str(e)) from None
+    axis = ctx.axis(-1, rank)
     eps = float(ctx.attr("epsilon", 1e-5))
     stash = int(ctx.attr("stash_type", 1))
     if stash == 11:
@@ -265,10 +262,7 @@ def lp_normalization(ctx):
     x = ctx.input(0)
     shape = ctx.in_shape(0)
     rank = len(shape)
-    try:
-        axis = norm_axis(int(ctx.attr("axis", -1)), rank)
-    except ValueError as e:
-        raise ctx.unsupported(str(e)) from None
+    axis = ctx.axis(-1, rank)
     p = int(ctx.attr("p", 2))
     if p not in (1, 2):
         raise ctx.unsupported(f"p={p} (ONNX allows 1 or 2)")

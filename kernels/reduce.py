@@ -271,10 +271,7 @@ def _arg(ctx, kind: str):
     if dt not in _FLOATS and dt not in _ALL_INTS:
         raise ctx.unsupported(f"Arg{kind} on {dt}")
     no_empty(ctx, in_shape)
-    try:
-        axis = norm_axis(int(ctx.attr("axis", 0)), rank)
-    except ValueError as e:
-        raise ctx.unsupported(str(e)) from None
+    axis = ctx.axis(0, rank)
     keepdims = bool(int(ctx.attr("keepdims", 1)))
     last = bool(int(ctx.attr("select_last_index", 0)))
     out_shape = ctx.out_shape(0)

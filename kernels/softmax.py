@@ -26,7 +26,6 @@ import numpy as np
 from mlc.loop.expr import INDEX, binary, call, cast, const, eq, reduce_max, reduce_min, reduce_sum, select
 from mlc.registry import register
 
-from .common import norm_axis
 from .reduce import compute_dtype, merged_reduce_axes, no_empty
 
 _FLOATS = ("float32", "float64", "float16", "bfloat16")
@@ -38,10 +37,7 @@ def softmax_axes(ctx) -> list:
     if rank == 0:
         raise ctx.unsupported("a scalar input")
     new = ctx.opset >= 13
-    try:
-        axis = norm_axis(int(ctx.attr("axis", -1 if new else 1)), rank)
-    except ValueError as e:
-        raise ctx.unsupported(str(e)) from None
+    axis = ctx.axis(-1 if new else 1, rank)
     return [axis] if new else list(range(axis, rank))
 
 

@@ -12,15 +12,7 @@ import time
 
 import numpy as np
 
-
-def _median_ms(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
+from .cli.common import median_ms
 
 
 def main(argv=None) -> int:
@@ -65,8 +57,8 @@ def main(argv=None) -> int:
     print(f"\n{'threads':>8} {'mlc ms':>9} {'ort ms':>9} {'ratio':>7} {'mlc GFLOP/s':>12}")
     for n, sess in ref_sessions.items():
         mod.set_num_threads(n)
-        t_mlc = _median_ms(lambda: mod.run(feeds), args.repeat)
-        t_ort = _median_ms(lambda: sess.run(None, feeds), args.repeat)
+        t_mlc = median_ms(lambda: mod.run(feeds), args.repeat, warmup=1)
+        t_ort = median_ms(lambda: sess.run(None, feeds), args.repeat, warmup=1)
         print(f"{n:>8} {t_mlc:>9.3f} {t_ort:>9.3f} {t_mlc / t_ort:>7.2f} {flops / t_mlc / 1e6:>12.1f}")
     print("\nratio = mlc / onnxruntime latency (below 1 means mlc is faster)")
     return 0 if ok else 1

@@ -171,6 +171,15 @@ class OpContext:
                 tensors=[self.node.inputs[i]])
         return v
 
+    def axis(self, default: int, rank: int, name: str = "axis") -> int:
+        """Attribute ``name`` as an axis in ``[0, rank)`` (negative counts from the end);
+        out of range is an unsupported-model error naming the node."""
+        a = int(self.attr(name, default))
+        r = a + rank if a < 0 else a
+        if not 0 <= r < max(rank, 1):
+            raise self.unsupported(f"{name} {a} is out of range for rank {rank}")
+        return r
+
     def unsupported(self, reason: str) -> UnsupportedError:
         return UnsupportedError(f"{self.node.describe()}: {reason}",
                                 [(self.node.op, self.node.opset, self.node.name, reason)])

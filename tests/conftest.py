@@ -46,6 +46,17 @@ def single_op_model(op: str, inputs: dict, outputs: dict, attrs: dict | None = N
     return helper.make_model(graph, opset_imports=opsets, ir_version=8)
 
 
+def typed(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its output types filled in by onnx shape inference (for builders
+    that leave an output's element type 0)."""
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    outs = [known.get(o.name, o) if o.type.tensor_type.elem_type == 0 else o for o in model.graph.output]
+    del model.graph.output[:]
+    model.graph.output.extend(outs)
+    return model
+
+
 def ort_run(model: onnx.ModelProto, feeds: dict, threads: int = 1) -> list:
     import onnxruntime as ort
     so = ort.SessionOptions()

@@ -34,7 +34,7 @@ from mlc.errors import MlcError
 SCOPE = C.in_scope()
 EXPECTED = C.read_expected()
 # the expected list only grows: raise this floor when regenerating the file
-MIN_EXPECTED = 599
+MIN_EXPECTED = 611
 
 
 class _OneThreadBackend(MlcBackend):

@@ -268,7 +268,7 @@ def test_only_the_c_api_is_exported(mlp_lib):
 
 @needs_cc
 def test_two_libraries_in_one_process(mlp_lib, copy_lib):
-    (m1, mod1, p1), (m2, mod2, p2) = mlp_lib, copy_lib
+    (m1, _, p1), (m2, _, p2) = mlp_lib, copy_lib
     a, b = Lib(p1), Lib(p2)
     ha, hb = a.create(), b.create()
     f1 = zoo.example_inputs("mlp")

@@ -3,11 +3,10 @@ DepthToSpace, SpaceToDepth, Trilu, Where."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 
 import mlc
-from conftest import assert_matches_ort, ort_run, single_op_model
+from conftest import assert_matches_ort, ort_run, single_op_model, typed
 
 R = np.random.default_rng(7)
 
@@ -20,16 +19,6 @@ def rand(shape, dtype="float32"):
         return np.asarray(R.random(shape) < 0.5)
     info = np.iinfo(dtype)
     return R.integers(max(info.min, -100), min(info.max, 100), size=shape, endpoint=True).astype(dtype)
-
-
-def typed(model):
-    """The model with its output types filled in by onnx shape inference."""
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    outs = [known.get(o.name, o) if o.type.tensor_type.elem_type == 0 else o for o in model.graph.output]
-    del model.graph.output[:]
-    model.graph.output.extend(outs)
-    return model
 
 
 def model_of(op, inputs, attrs=None, inits=None, opset=17, outputs=None, order=None):

@@ -3,11 +3,10 @@ ScatterElements, OneHot."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 
 import mlc
-from conftest import assert_matches_ort, single_op_model
+from conftest import assert_matches_ort, single_op_model, typed
 
 R = np.random.default_rng(11)
 
@@ -20,15 +19,6 @@ def rand(shape, dtype="float32"):
         return np.asarray(R.random(shape) < 0.5)
     info = np.iinfo(dtype)
     return np.asarray(R.integers(max(info.min, -50), min(info.max, 50), size=shape, endpoint=True)).astype(dtype)
-
-
-def typed(model):
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    outs = [known.get(o.name, o) if o.type.tensor_type.elem_type == 0 else o for o in model.graph.output]
-    del model.graph.output[:]
-    model.graph.output.extend(outs)
-    return model
 
 
 def run(op, inputs, attrs=None, inits=None, opset=18, order=None, **kw):

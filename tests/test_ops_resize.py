@@ -3,11 +3,10 @@ odd-sized inputs, sizes and scales, up- and downsampling, opset variants, dtypes
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 
 import mlc
-from conftest import assert_matches_ort, single_op_model
+from conftest import assert_matches_ort, single_op_model, typed
 
 R = np.random.default_rng(3)
 
@@ -24,15 +23,6 @@ CASES = {
 }
 
 
-def typed(model):
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    outs = [known.get(o.name, o) if o.type.tensor_type.elem_type == 0 else o for o in model.graph.output]
-    del model.graph.output[:]
-    model.graph.output.extend(outs)
-    return model
-
-
 def data(shape, dtype="float32"):
     if np.dtype(dtype).kind == "f":
         return R.standard_normal(shape).astype(dtype)
@@ -40,8 +30,7 @@ def data(shape, dtype="float32"):
     return R.integers(max(info.min, -120), min(info.max, 120), size=shape, endpoint=True).astype(dtype)
 
 
-def resize_model(x, attrs, scales=None, sizes=None, roi=None, opset=19, axes_count=None):
-    n = axes_count if axes_count is not None else x.ndim
+def resize_model(x, attrs, scales=None, sizes=None, roi=None, opset=19):
     inits = {"roi": roi if roi is not None else np.zeros(0, np.float32),
              "scales": np.array(scales, np.float32) if scales is not None else np.zeros(0, np.float32)}
     order = ["x", "roi", "scales"]

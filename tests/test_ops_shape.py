@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import mlc
-from conftest import assert_matches_ort, onnx_dtype, ort_run, single_op_model
+from conftest import assert_matches_ort, onnx_dtype, ort_run, single_op_model, typed
 from mlc.compiler.pipeline import CompileOptions, compile_graph
 from mlc.graph.ir import Graph, Node, Tensor
 from mlc.graph.passes import default_passes
@@ -20,15 +20,6 @@ R = np.random.default_rng(5)
 
 NUMERIC = ["float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "uint16",
            "uint32", "uint64", "bool"]
-
-
-def typed(model):
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    outs = [known.get(o.name, o) if o.type.tensor_type.elem_type == 0 else o for o in model.graph.output]
-    del model.graph.output[:]
-    model.graph.output.extend(outs)
-    return model
 
 
 def values_for(src: str, dst: str, shape=(3, 37)) -> np.ndarray:

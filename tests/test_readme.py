@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from mlc import zoo
+from mlc.tuning.records import read_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
@@ -57,6 +58,8 @@ def test_python_blocks_run(workdir, monkeypatch):
         exec(compile(code, "README.md", "exec"), ns)
     assert (workdir / "model.mlc").exists() and (workdir / "model.so").exists()
     assert (workdir / "tuning_logs" / "model.jsonl").exists()
+    assert 0 < len(read_records(str(workdir / "tuning_logs" / "model.best.jsonl"))) <= len(
+        read_records(str(workdir / "tuning_logs" / "model.jsonl")))
 
 
 def test_shell_commands_run(workdir):

@@ -15,7 +15,7 @@ import pytest
 
 import mlc
 from mlc.tuning.measure import Built, ParamSpec, Runner, outputs_match
-from mlc.tuning.records import Record, RecordWriter, load_best, read_records
+from mlc.tuning.records import Record, RecordWriter, load_best, pick_best, read_records
 
 from conftest import ort_run, single_op_model
 
@@ -52,6 +52,24 @@ def test_records_round_trip_and_best(tmp_path):
     assert set(best.best) == {"a"} and best.best["a"].cost == 1.0
     assert best.other_target == 1 and best.incompatible == 1
 
+
+
+def test_pick_best_keeps_the_fastest_valid_records_per_task_and_target(tmp_path):
+    log = tmp_path / "full.jsonl"
+    with RecordWriter(str(log)) as w:
+        for cost in (5.0, 1.0, 4.0, 2.0, 3.0):
+            w.write(_rec("a", cost, features=[cost] * 3))
+        w.write(_rec("a", None, error="wrong result"))
+        w.write(_rec("a", 0.5, target="othercpu:avx2"))
+        w.write(_rec("b", 7.0))
+        w.write(_rec("c", 0.1, mlc="0.0.1"))          # an incompatible version is dropped
+    out = tmp_path / "best.jsonl"
+    assert pick_best([str(log)], str(out), per_task=2) == 4
+    recs = read_records(str(out))
+    assert sorted((r.target == TARGET_KEY, r.key, r.cost) for r in recs) == [
+        (False, "a", 0.5), (True, "a", 1.0), (True, "a", 2.0), (True, "b", 7.0)]
+    assert next(r for r in recs if r.cost == 2.0).features == [2.0] * 3
+    assert load_best([str(out)], TARGET_KEY).best["a"].cost == load_best([str(log)], TARGET_KEY).best["a"].cost
 
 def test_corrupt_and_torn_lines_are_skipped_with_a_warning(tmp_path):
     path = tmp_path / "log.jsonl"
@@ -226,6 +244,57 @@ def test_space_default_is_the_compile_default():
         t = tasks[bk.kernel.key()]
         assert t.space.schedule(t.space.default()) == choose_default_schedule(bk, target)
 
+
+
+def test_configs_logged_before_a_knob_was_added_still_resume():
+    """Knobs are only ever appended, with a value that changes nothing as the default: a
+    shorter configuration from an older log takes the default's trailing values and
+    schedules exactly as it did; one that does not fit the space is dropped."""
+    from mlc.frontend import import_model
+    from mlc.tuning.tasks import extract_tasks
+    from mlc import zoo
+    import mlc.api  # noqa: F401
+    target = mlc.Target.host()
+    tasks = extract_tasks(import_model(zoo.build("resnet18", image=32)), target)
+    space = next(t.space for t in tasks if t.desc.startswith("Conv+Relu") and
+                 [n for n, _ in t.space.knobs][-1] == "oht")
+    d = space.default()
+    new = tuple(v[1] if len(v) > 1 else v[0] for _, v in space.knobs[:-1]) + (1,)
+    assert space.upgrade(d[:-1]) == d
+    assert space.upgrade(new[:-1]) == new
+    assert space.schedule(space.upgrade(new[:-1])) == space.schedule(new)
+    assert space.upgrade(d + (1,)) is None                     # longer: another space
+    assert space.upgrade((10 ** 6,) + d[1:]) is None           # a value no longer offered
+    two_rows = space.as_dict(d) | {"oht": 2, "owt": 1, "pad_at_row": 0}
+    cfg = tuple(two_rows[n] for n, _ in space.knobs)
+    assert space.valid(cfg) and space.schedule(cfg) != space.schedule(space.upgrade(cfg[:-1]))
+
+
+@pytest.mark.parametrize("oh,ow,stride", [(7, 9, 1), (13, 5, 2)])
+def test_multi_row_conv_tiles_with_row_tails_match_onnxruntime(tmp_path, oh, ow, stride):
+    """Register tiles of oht rows x owt pixels x nb channel blocks, where neither the rows
+    nor the row length divide: every tail is computed, applied through a tuning log."""
+    from mlc.frontend import import_model
+    from mlc.tuning.tasks import extract_tasks
+    import mlc.api  # noqa: F401
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 32, (oh - 1) * stride + 1, (ow - 1) * stride + 1)).astype(np.float32)
+    w = rng.standard_normal((48, 32, 3, 3)).astype(np.float32)
+    model = single_op_model("Conv", {"x": x}, {"y": ("float32", (1, 48, oh, ow))},
+                            {"pads": [1, 1, 1, 1], "strides": [stride, stride]}, {"w": w})
+    target = mlc.Target.host()
+    (task,) = [t for t in extract_tasks(import_model(model), target) if "Conv" in t.desc]
+    ref = ort_run(model, {"x": x})[0]
+    for oht, owt, nb in [(2, 4, 3), (3, 2, 1), (4, 3, 1), (2, ow, 1)]:
+        cfg = tuple({**task.space.as_dict(task.space.default()), "oht": oht, "owt": owt, "nb": nb,
+                     "pad_at_row": 0}[n] for n, _ in task.space.knobs)
+        assert task.space.valid(cfg), cfg
+        log = str(tmp_path / f"conv{oht}{owt}{nb}.jsonl")
+        with RecordWriter(log) as wr:
+            wr.write(Record(task.key, target.key, task.space.schedule(cfg).to_json(), list(cfg), 1e-3, [1e-3]))
+        mod = mlc.compile(model, tuning_log=log, num_threads=2)
+        assert mod.stats["tuning"]["tuned"] == 1
+        np.testing.assert_allclose(mod.run({"x": x})["y"], ref, rtol=1e-4, atol=1e-4, err_msg=str(cfg))
 
 def test_second_compile_reuses_the_object_cache(tmp_path, monkeypatch):
     """A recompile of the same model (same schedules) skips LLVM: the object comes from

@@ -201,3 +201,25 @@ def load_best(paths: list, target_key: str, warn: bool = True) -> BestRecords:
             if cur is None or r.cost < cur.cost:
                 best[r.key] = r
     return BestRecords(best, other, incompatible, list(paths))
+
+
+def pick_best(paths: list, out: str, per_task: int = 16) -> int:
+    """Distil logs into ``out``: for every (target, task key) the ``per_task`` fastest valid
+    records, features included (they warm-start the cost model of a later tuning run).
+
+    What ``tuning_logs/`` ships: a tuning run's full log holds thousands of measurements,
+    most of them of slow candidates no compile will ever apply.  Returns the number of
+    records written; ``out`` is replaced atomically.
+    """
+    groups: dict = {}
+    for path in paths:
+        for r in read_records(path):
+            if r.ok and _compatible(r.mlc):
+                groups.setdefault((r.target, r.key), []).append(r)
+    kept = [r for rs in groups.values() for r in sorted(rs, key=lambda r: r.cost)[:per_task]]
+    tmp = f"{out}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        for r in kept:
+            f.write(json.dumps(r.to_json(), separators=(",", ":")) + "\n")
+    os.replace(tmp, out)
+    return len(kept)

@@ -41,6 +41,20 @@ class Space:
             n *= len(vals)
         return n
 
+    def upgrade(self, config) -> tuple | None:
+        """A logged configuration as one of this space's: knobs added since it was logged
+        are appended to the knob list with the value that changes nothing, so an older,
+        shorter configuration takes the default's trailing values.  None if it does not
+        fit (a longer configuration, or a value the space no longer offers)."""
+        cfg = tuple(config)
+        n = len(self.knobs)
+        if len(cfg) > n:
+            return None
+        cfg += self.default()[len(cfg):]
+        if any(v not in vals for v, (_, vals) in zip(cfg, self.knobs)):
+            return None
+        return cfg
+
     def as_dict(self, cfg: tuple) -> dict:
         return {name: v for (name, _), v in zip(self.knobs, cfg)}
 

@@ -151,7 +151,9 @@ def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | N
         st = TaskState(t, search)
         for r in previous:
             if r.key == t.key and r.target == tgt.key and r.config is not None:
-                cfg = tuple(r.config)
+                cfg = t.space.upgrade(r.config)
+                if cfg is None:
+                    continue
                 st.measured[cfg] = r.cost if r.ok else None
                 if r.ok and r.cost < st.best_cost:
                     st.best_cost, st.best_config = r.cost, cfg
