@@ -82,13 +82,21 @@ def compile(model, target: "str | Target" = "x86", input_shapes: Mapping[str, tu
                            "records_other_target": best.other_target,
                            "records_incompatible": best.incompatible, "logs": best.files}
     if verbose or os.environ.get("MLC_VERBOSE"):
-        t = exe.stats["tuning"]
-        msg = f"mlc: {t['tuned']} of {t['kernels']} kernels use tuned schedules"
-        if best.other_target or best.incompatible:
-            msg += (f"; ignored {best.other_target} record(s) for another CPU and "
-                    f"{best.incompatible} from an incompatible mlc version")
-        print(msg)
+        print(f"mlc: {tuning_summary(exe.stats)}")
     return CompiledModel(exe, num_threads=num_threads)
+
+
+def tuning_summary(stats: dict) -> str:
+    """One line on the tuning records a compile applied (from ``mod.stats``): how many
+    kernels run tuned schedules, and how many records were set aside and why."""
+    t = stats.get("tuning")
+    if not t:
+        return "no tuning records consulted"
+    msg = f"{t['tuned']} of {t['kernels']} kernels use tuned schedules"
+    if t["records_other_target"] or t["records_incompatible"]:
+        msg += (f"; ignored {t['records_other_target']} record(s) made on another CPU and "
+                f"{t['records_incompatible']} from an incompatible mlc version")
+    return msg
 
 
 def _static_size(spec, bound) -> int | None:

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from .api import tuning_summary
 from .cli.common import median_ms
 
 
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
     t_compile = time.perf_counter() - t0
     st = mod.stats
     print(f"compiled in {t_compile:.2f} s: {st['kernels']} kernels, arena {st['arena_bytes'] / 1e6:.1f} MB, "
-          f"target {mod.target.cpu}")
+          f"target {mod.target.cpu}; {tuning_summary(st)}")
 
     threads_all = os.cpu_count() or 1
     ref_sessions = {}

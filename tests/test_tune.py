@@ -168,6 +168,29 @@ def test_tune_then_compile_with_the_log(tmp_path, strategy):
     np.testing.assert_allclose(mod.run(feeds)["y"], ort_run(model, feeds)[0], rtol=1e-4, atol=1e-4)
 
 
+
+def test_records_of_another_cpu_are_never_applied_and_compile_says_so(tmp_path, capsys):
+    """A log tuned on another CPU (or by an incompatible mlc) applies nothing; the compile
+    summary, which `mlc compile` and `make run` print, names what was set aside."""
+    from mlc.api import tuning_summary
+    model, feeds = _matmul_model(64)
+    log = str(tmp_path / "mm.jsonl")
+    mlc.tune(model, trials=4, log=log, batch=4, progress=False, resume=False)
+    recs = read_records(log)
+    moved = str(tmp_path / "moved.jsonl")
+    with RecordWriter(moved) as w:
+        for r in recs:
+            r.target = "znver5:avx512f,avx512bw"
+            w.write(r)
+        w.write(Record(recs[0].key, TARGET_KEY, recs[0].sched, recs[0].config, 1e-9, [1e-9], mlc="0.0.1"))
+    mod = mlc.compile(model, tuning_log=moved, num_threads=1, verbose=True)
+    assert mod.stats["tuning"]["tuned"] == 0
+    line = tuning_summary(mod.stats)
+    assert line == (f"0 of {mod.stats['kernels']} kernels use tuned schedules; ignored {len(recs)} record(s) "
+                    "made on another CPU and 1 from an incompatible mlc version")
+    assert line in capsys.readouterr().out
+    np.testing.assert_allclose(mod.run(feeds)["y"], ort_run(model, feeds)[0], rtol=1e-4, atol=1e-4)
+
 def test_logs_are_ignored_when_turned_off(tmp_path, monkeypatch):
     model, _ = _matmul_model(32)
     log = str(tmp_path / "mm.jsonl")
@@ -296,18 +319,36 @@ def test_multi_row_conv_tiles_with_row_tails_match_onnxruntime(tmp_path, oh, ow,
         assert mod.stats["tuning"]["tuned"] == 1
         np.testing.assert_allclose(mod.run({"x": x})["y"], ref, rtol=1e-4, atol=1e-4, err_msg=str(cfg))
 
-def test_second_compile_reuses_the_object_cache(tmp_path, monkeypatch):
-    """A recompile of the same model (same schedules) skips LLVM: the object comes from
-    the cache, keyed by the exact IR; MLC_CACHE=none turns the cache off."""
+def test_second_compile_reuses_the_code_cache(tmp_path, monkeypatch):
+    """A recompile of the same program (same kernels, schedules and buffer locations)
+    takes the object and kernel symbols from the cache, emitting no IR and running no
+    LLVM; another schedule is another program; MLC_CACHE=none turns the cache off."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("MLC_TUNING_LOGS", "none")
     model, feeds = _matmul_model(48)
     first = mlc.compile(model)
     second = mlc.compile(model)
-    assert first.stats["seconds"]["llvm"] > 0 and second.stats["seconds"]["llvm"] < 0.01
+    assert (first.stats["code_cache"], second.stats["code_cache"]) == ("miss", "hit")
+    assert [r.symbol for r in first._exe.kernels] == [r.symbol for r in second._exe.kernels]
     np.testing.assert_array_equal(first.run(feeds)["y"], second.run(feeds)["y"])
+    prof = second.profile(feeds, repeat=3)
+    assert [k.symbol for k in prof.rows] == [r.symbol for r in first._exe.kernels]
+    import random
+
+    from mlc import api  # noqa: F401  (registers the operator library)
+    from mlc.frontend import import_model
+    from mlc.tuning.tasks import extract_tasks
+    target = mlc.Target.host()
+    (task,) = extract_tasks(import_model(model), target)
+    cfg = next(c for c in (task.space.sample(random.Random(i)) for i in range(100)) if c != task.space.default())
+    log = str(tmp_path / "other.jsonl")
+    with RecordWriter(log) as w:
+        w.write(Record(task.key, target.key, task.space.schedule(cfg).to_json(), list(cfg), 1e-3, [1e-3]))
+    other = mlc.compile(model, tuning_log=log)
+    assert other.stats["tuning"]["tuned"] == 1 and other.stats["code_cache"] == "miss"
+    np.testing.assert_allclose(other.run(feeds)["y"], first.run(feeds)["y"], rtol=1e-5, atol=1e-5)
     monkeypatch.setenv("MLC_CACHE", "none")
-    assert mlc.compile(model).stats["seconds"]["llvm"] > 0
+    assert mlc.compile(model).stats["code_cache"] == "off"
 
 
 def test_tuning_on_a_dask_cluster(tmp_path):

@@ -40,6 +40,7 @@ def run(args) -> int:
     mod = mlc.compile(args.model, target=args.target, input_shapes=parse_input_shapes(args.input_shape),
                       num_threads=1)
     t_compile = time.perf_counter() - t0
+    from ..api import tuning_summary
     from ..runtime.compiled_model import CompiledModel
     if not isinstance(mod, CompiledModel):
         from .common import symbolic_dims
@@ -59,5 +60,5 @@ def run(args) -> int:
     st = mod.stats
     print(f"{args.model} -> {out}{extra}: {st['kernels']} kernels, weights {st['weights_bytes'] / 1e6:.1f} MB, "
           f"arena {st['arena_bytes'] / 1e6:.1f} MB, target {mod.target.cpu}; compiled in {t_compile:.2f} s, "
-          f"{os.path.getsize(out) / 1e6:.1f} MB written")
+          f"{os.path.getsize(out) / 1e6:.1f} MB written; {tuning_summary(st)}")
     return 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..codegen.jit import compile_ir
+from ..codegen.jit import compile_ir, program_get, program_key, program_put
 from ..codegen.module import Location, ModuleBuilder
 from ..graph.ir import Graph
 from ..graph.passes.memory_plan import KernelStep, plan_memory
@@ -116,9 +116,7 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
 
     # weights blob: each constant as each kernel needs it (packed per its schedule)
     blob = _WeightsBlob()
-    mb = ModuleBuilder(target)
-    fn_cache: dict = {}
-    calls = []
+    call_locs = []
     for k, (bk, lk, rec) in enumerate(zip(built, lowered, records)):
         locs = []
         for idx, (tname, buf) in enumerate(zip(bk.input_names, lk.inputs)):
@@ -135,20 +133,45 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
             locs.append(_location(plan.location[tname]))
         for off in plan.scratch[k]:
             locs.append(Location("arena", off))
-        fkey = (rec.key, Schedule.from_json(rec.schedule).dumps())
-        fn = fn_cache.get(fkey)
-        if fn is None:
-            fn = mb.add_kernel(lk)
-            fn_cache[fkey] = fn
-        rec.symbol = fn.name
-        calls.append((fn, locs))
-    mb.add_entry(calls)
-    ir_text = mb.ir_text()
-    t_ir = time.perf_counter()
-    if options.trace is not None:
-        options.trace("llvm_ir", ir_text)
-    obj = compile_ir(ir_text, target, options.opt_level, cache=True)
-    t_llvm = time.perf_counter()
+        call_locs.append(locs)
+    fkeys = [(bk.kernel.canonical_text(), Schedule.from_json(rec.schedule).dumps())
+             for bk, rec in zip(built, records)]
+
+    # the code is fixed by the lowered kernels (every loop nest as emitted, with its
+    # buffers' types) and where each call's buffers are: a recompile of the same program
+    # takes the object (and kernel symbols) from the cache
+    pkey = None if options.trace is not None else program_key(
+        [f"{_lowered_text(lk)}\n{locs}" for lk, locs in zip(lowered, call_locs)]
+        + [f"arena {plan.arena_bytes}"], target, options.opt_level)
+    cached = program_get(pkey)
+    if cached is not None and len(cached[1]) == len(records):
+        obj, symbols = cached
+        for rec, sym in zip(records, symbols):
+            rec.symbol = sym
+        t_ir = t_llvm = time.perf_counter()
+        n_functions = len(set(fkeys))
+        code_cache = "hit"
+    else:
+        mb = ModuleBuilder(target)
+        fn_cache: dict = {}
+        calls = []
+        for lk, rec, fkey, locs in zip(lowered, records, fkeys, call_locs):
+            fn = fn_cache.get(fkey)       # identical (kernel, schedule) pairs share one function
+            if fn is None:
+                fn = mb.add_kernel(lk)
+                fn_cache[fkey] = fn
+            rec.symbol = fn.name
+            calls.append((fn, locs))
+        mb.add_entry(calls)
+        ir_text = mb.ir_text()
+        t_ir = time.perf_counter()
+        if options.trace is not None:
+            options.trace("llvm_ir", ir_text)
+        obj = compile_ir(ir_text, target, options.opt_level, cache=True)
+        t_llvm = time.perf_counter()
+        program_put(pkey, obj, [rec.symbol for rec in records])
+        n_functions = len(fn_cache)
+        code_cache = "miss" if pkey is not None else "off"
 
     inputs = [TensorInfo(n, tuple(graph.tensor(n).shape), graph.tensor(n).dtype) for n in graph.inputs]
     outputs = [TensorInfo(n, tuple(graph.tensor(n).shape), graph.tensor(n).dtype) for n in graph.outputs]
@@ -159,10 +182,10 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
             copy_outputs.append((j, ("weights", blob.add(name, t.value, []))))
         else:
             copy_outputs.append((j, plan.location[name]))
-    stats = {"kernels": len(built), "functions": len(fn_cache), "arena_bytes": plan.arena_bytes,
+    stats = {"kernels": len(built), "functions": n_functions, "arena_bytes": plan.arena_bytes,
              "weights_bytes": blob.size, "seconds": {"build": t_build - t0, "lower": t_lower - t_build,
                                                      "ir": t_ir - t_lower, "llvm": t_llvm - t_ir},
-             "tuned_kernels": sum(r.tuned for r in records)}
+             "tuned_kernels": sum(r.tuned for r in records), "code_cache": code_cache}
     names = list(graph.outputs)
     row_counts = {names.index(o): names.index(c) for o, c in graph.row_counts.items()}
     return Executable(obj, blob.finish(), plan.arena_bytes, inputs, outputs, copy_outputs, records,
@@ -170,6 +193,13 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
 
 
 # --------------------------------------------------------------------------------------
+
+def _lowered_text(lk) -> str:
+    """Everything the emitter reads from a lowered kernel, as text."""
+    params = " ".join(f"{b.name}:{b.dtype}{list(b.shape)}" for b in lk.params())
+    flags = "".join("p" if r.parallel else "s" for r in lk.regions)
+    return f"{params}\n{flags}\n{lk}"
+
 
 def choose_default_schedule(bk: BuiltKernel, target: Target) -> Schedule:
     """The anchor op's own default schedule when it has one, else the generic rules."""

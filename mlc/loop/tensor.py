@@ -133,8 +133,10 @@ class ExternStage:
         return list(self.inputs)
 
     def __str__(self) -> str:
+        # the statement too: it is the computation (and part of the kernel's structural key)
+        from .stmt import format_stmt
         return f"extern {self.tag}({', '.join(b.name for b in self.inputs)}) -> " \
-               f"{', '.join(b.name for b in self.outputs)}"
+               f"{', '.join(b.name for b in self.outputs)}\n{format_stmt(self.body, 1)}"
 
 
 def placeholder(shape: Sequence[int], dtype: str, name: str) -> Buffer:
