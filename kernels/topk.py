@@ -27,7 +27,6 @@ from mlc.loop.stmt import Allocate, Break, If, Let, loop, seq, store
 from mlc.loop.tensor import ExternStage
 from mlc.registry import register
 
-from .common import norm_axis
 from .reduce import PAR_MIN_WORK, as_buffer, unflatten
 
 BLOCK = 64        # elements per block of the vector pre-filter
@@ -44,10 +43,7 @@ def topk(ctx):
     rank = len(shape)
     if rank == 0:
         raise ctx.unsupported("TopK of a scalar")
-    try:
-        axis = norm_axis(int(ctx.attr("axis", -1)), rank)
-    except ValueError as e:
-        raise ctx.unsupported(str(e)) from None
+    axis = ctx.axis(-1, rank)
     n = shape[axis]
     if ctx.opset < 10:
         k = int(ctx.attr("k"))

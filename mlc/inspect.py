@@ -35,20 +35,6 @@ class _Stop(Exception):
     """Raised by the trace hook to end a compile once the wanted stage is captured."""
 
 
-def _is_artifact(model) -> bool:
-    if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if path.endswith(".mlc"):
-            return True
-        try:
-            from .runtime.artifact import MAGIC
-            with open(path, "rb") as f:
-                return f.read(len(MAGIC)) == MAGIC
-        except OSError:
-            return False
-    return False
-
-
 def _capture(model, stage: str, input_shapes, target) -> dict:
     """Run the pipeline up to ``stage``; returns the captured stages."""
     from . import api  # noqa: F401  (registers the operator library)
@@ -95,7 +81,8 @@ def inspect(model, stage: str = "fused", kernel: str | None = None, input_shapes
     function symbol)."""
     if stage not in STAGES:
         raise MlcError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
-    if _is_artifact(model):
+    from .runtime.artifact import is_artifact
+    if is_artifact(model):
         if stage not in ("artifact",):
             raise MlcError(f"stage {stage!r} needs the ONNX model: an .mlc file keeps only the compiled "
                            "code and its metadata (stage 'artifact' shows them)")

@@ -29,6 +29,7 @@ import numpy as np
 from .errors import ConstantRequiredError, ShapeError, UnsupportedError
 from .loop.expr import Buffer
 from .loop.tensor import ExternStage, Stage, compute as _compute
+from .naming import fresh_name
 
 PATTERNS = ("elemwise", "broadcast", "injective", "reduce", "anchor", "opaque", "view")
 
@@ -197,12 +198,7 @@ class OpContext:
     def unique(self, name: str) -> str:
         """A stage/buffer name not yet used in this kernel (deterministic, so kernels that
         are built from the same ops get the same names and the same structural key)."""
-        out, i = name, 1
-        while out in self.names:
-            i += 1
-            out = f"{name}{i}"
-        self.names.add(out)
-        return out
+        return fresh_name(self.names, name)
 
     def constant(self, value: np.ndarray, name: str = "const") -> Buffer:
         """A constant input computed at compile time (e.g. a folded per-channel scale).

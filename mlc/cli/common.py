@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from ..errors import InputError, MlcError
+from ..runtime.artifact import is_artifact  # noqa: F401  (used here and by the commands)
 
 
 def add_debug(p: argparse.ArgumentParser) -> None:
@@ -49,17 +50,6 @@ def parse_input_shapes(specs: list) -> dict | None:
             raise InputError(f"--input-shape {spec!r}: dimensions must be >= 0")
         shapes[name] = shape
     return shapes or None
-
-
-def is_artifact(path: str) -> bool:
-    from ..runtime.artifact import MAGIC
-    if path.endswith(".mlc"):
-        return True
-    try:
-        with open(path, "rb") as f:
-            return f.read(len(MAGIC)) == MAGIC
-    except OSError:
-        return False
 
 
 def check_exists(path: str) -> None:

@@ -13,6 +13,7 @@ from ..graph.ir import Graph
 from ..loop.expr import Buffer
 from ..loop.kernel import Kernel
 from ..loop.tensor import ExternStage, compute
+from ..naming import fresh_name
 from ..registry import OpContext, lookup
 
 
@@ -87,7 +88,7 @@ def build_kernel(name: str, nodes: list, graph: Graph, target, used_after: set) 
         if b in buffers.values() or b in out_bufs:
             # an output that is an input (or another output) needs its own copy
             src = b
-            copy = compute(src.shape, lambda *i, s=src: s[i], _unique(names, "copy"), tag="copy")
+            copy = compute(src.shape, lambda *i, s=src: s[i], fresh_name(names, "copy"), tag="copy")
             stages.append(copy)
             b = copy.buffer
         out_bufs.append(b)
@@ -100,15 +101,6 @@ def build_kernel(name: str, nodes: list, graph: Graph, target, used_after: set) 
     derived_by_index = {len(in_names) + k: derived[b] for k, b in enumerate(extra)}
     return BuiltKernel(kernel.normalize(), list(in_names) + [None] * len(extra), out_names, list(nodes),
                        derived_by_index)
-
-
-def _unique(names: set, base: str) -> str:
-    out, i = base, 1
-    while out in names:
-        i += 1
-        out = f"{base}{i}"
-    names.add(out)
-    return out
 
 
 def _live_stages(stages: list, outputs: list) -> list:

@@ -134,8 +134,7 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
         for off in plan.scratch[k]:
             locs.append(Location("arena", off))
         call_locs.append(locs)
-    fkeys = [(bk.kernel.canonical_text(), Schedule.from_json(rec.schedule).dumps())
-             for bk, rec in zip(built, records)]
+    fkeys = [(rec.key, Schedule.from_json(rec.schedule).dumps()) for rec in records]
 
     # the code is fixed by the lowered kernels (every loop nest as emitted, with its
     # buffers' types) and where each call's buffers are: a recompile of the same program

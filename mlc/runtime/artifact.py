@@ -439,3 +439,17 @@ def edit_metadata(path: "str | os.PathLike", update) -> None:
         head[_HEADER_CRC_SPAN + 4:]
     with open(path, "wb") as f:
         f.write(head + body)
+
+
+def is_artifact(path) -> bool:
+    """Whether ``path`` names an .mlc artifact (by extension, or by its magic bytes)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    path = os.fspath(path)
+    if path.endswith(".mlc"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False

@@ -82,6 +82,8 @@ class CompiledModel:
         self._shutdown = self._code.function("mlc_shutdown", None)
         self._arena = _aligned_empty(max(executable.arena_bytes, _ALIGN))
         self._weights = executable.weights
+        # addresses passed on every run (both buffers live as long as the model)
+        self._arena_ptr, self._weights_ptr = self._arena.ctypes.data, self._weights.ctypes.data
         self._in_ptrs = (vp * max(1, len(self.inputs)))()
         self._out_ptrs = (vp * max(1, len(self._all_outputs)))()
         self._in_dtypes = [_np_dtype(t.dtype) for t in self.inputs]
@@ -168,7 +170,7 @@ class CompiledModel:
                 self._in_ptrs[k] = a.ctypes.data
             for k, o in enumerate(outs):
                 self._out_ptrs[k] = o.ctypes.data
-            self._run(self._in_ptrs, self._out_ptrs, self._arena.ctypes.data, self._weights.ctypes.data)
+            self._run(self._in_ptrs, self._out_ptrs, self._arena_ptr, self._weights_ptr)
             for j, (space, where) in self._copy.items():
                 outs[j][...] = self._view(space, where, j, arrays, outs)
         for j, c in self._row_counts.items():        # bounded outputs: their actual rows

@@ -205,7 +205,7 @@ def profile(model, feeds: dict | None = None, repeat: int = 20, warmup: int = 3)
             model._in_ptrs[k] = a.ctypes.data
         for k, o in enumerate(outs):
             model._out_ptrs[k] = o.ctypes.data
-        args = (model._in_ptrs, model._out_ptrs, model._arena.ctypes.data, model._weights.ctypes.data)
+        args = (model._in_ptrs, model._out_ptrs, model._arena_ptr, model._weights_ptr)
         targs = args + (ticks.ctypes.data,)
         for _ in range(warmup):
             plain(*args)

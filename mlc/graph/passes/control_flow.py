@@ -36,6 +36,7 @@ import onnx
 from onnx import helper
 
 from ...errors import ConstantRequiredError, DataDependentShapeError, UnsupportedError
+from ...naming import fresh_name
 from ..ir import Graph
 
 MAX_UNROLL = 64                 # Loop iterations unrolled at most
@@ -317,15 +318,15 @@ def _expand_if(node, wg, names: set, checks: list) -> list:
     nodes = []
     cond_name = node.input[0]
     if cdims is None or len(cdims) != 0:
-        shape_name = _fresh(names, f"{node.name}/cond_shape")
+        shape_name = fresh_name(names, f"{node.name}/cond_shape", sep="_")
         wg.consts[shape_name] = np.zeros((0,), np.int64)
-        cond_name = _fresh(names, f"{node.name}/cond")
+        cond_name = fresh_name(names, f"{node.name}/cond", sep="_")
         nodes.append(helper.make_node("Reshape", [node.input[0], shape_name], [cond_name],
                                       name=f"{node.name}/cond_reshape"))
     results = []
     for g, tag in ((then_g, "then"), (else_g, "else")):
         prefix = _prefix(f"{node.name or 'If'}/{tag}", names)
-        temp = [_fresh(names, f"{prefix}out{i}") if o else "" for i, o in enumerate(outs)]
+        temp = [fresh_name(names, f"{prefix}out{i}", sep="_") if o else "" for i, o in enumerate(outs)]
         nodes += _inline_to_outputs(g, prefix, {}, temp, wg)
         results.append(temp)
     for i, o in enumerate(outs):
@@ -335,15 +336,6 @@ def _expand_if(node, wg, names: set, checks: list) -> list:
         nodes.append(helper.make_node("Where", [cond_name, a, b], [o], name=f"{node.name}/select{i}"))
         checks.append(("same", node, (a, b, o)))
     return nodes
-
-
-def _fresh(names: set, base: str) -> str:
-    n, i = base, 1
-    while n in names:
-        i += 1
-        n = f"{base}_{i}"
-    names.add(n)
-    return n
 
 
 def _inline_to_outputs(body, prefix: str, bound: dict, outs: list, wg) -> list:
@@ -444,9 +436,9 @@ def _expand_loop(node, wg, names: set, checks: list) -> list:
             continue
         parts = []
         for i, src in enumerate(scans[k]):
-            u = _fresh(names, f"{node.name}/scan{k}_{i}")
+            u = fresh_name(names, f"{node.name}/scan{k}_{i}", sep="_")
             if opset >= 13:
-                axes = _fresh(names, f"{node.name}/axes0")
+                axes = fresh_name(names, f"{node.name}/axes0", sep="_")
                 wg.consts[axes] = np.array([0], np.int64)
                 nodes.append(helper.make_node("Unsqueeze", [src, axes], [u], name=f"{node.name}/unsq{k}_{i}"))
             else:
