@@ -54,7 +54,7 @@ def _side_by_side(model, task: str, scheds: dict, rounds: int = 7) -> dict:
     best = {name: float("inf") for name in built}
     for _ in range(rounds):
         for name, b in built.items():
-            res = run_in_process(b, td, seed=1, repeat=3, want_outputs=False)
+            res = run_in_process(b, td, seed=1, repeat=3, want_outputs=False, cold=t.cold)
             if res.error:
                 raise RuntimeError(f"{name}: {res.error}")
             best[name] = min(best[name], res.cost)

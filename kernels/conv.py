@@ -18,6 +18,7 @@ from mlc.loop.schedule import Schedule
 from mlc.loop.tensor import reduce_axis
 from mlc.loop.auto_schedule import plan_kernel
 from mlc.registry import register, register_blocked, register_schedule, register_space
+from mlc.tuning.measure import weights_cold
 from mlc.tuning.space import Space
 
 from .common import window_geometry
@@ -390,15 +391,28 @@ class ConvSpace(Space):
         # vector it loads oht * owt times (small feature maps: a row alone is too short)
         if not self.depthwise and not self.one_d:
             self.knobs.append(("oht", [1, 2, 3, 4]))
+        # software prefetch of the weights, this many input-channel steps (cache lines of
+        # each channel-block stream) ahead: a layer with megabytes of weights reads them
+        # from memory, not cache, and a 4 KB page is too short for the hardware prefetcher
+        # to get ahead of a stream
+        if not self.depthwise:
+            self.knobs.append(("pf", [0, 8, 16, 32, 64, 128]))
         owt, nb = conv_tile(OW, OB, self.regs)
         if self.depthwise:
             nb = 1
         d = {"owt": owt, "nb": nb, "order": 0, "uii": 1, "outer": 0, "par": 3,
-             "pad_at_row": 1 if self.depthwise else 0, "oht": 1}
+             "pad_at_row": 1 if self.depthwise else 0, "oht": 1, "pf": 0}
+        self._neutral = tuple(d[name] for name, _ in self.knobs)
+        # weights of a megabyte or more come from memory inside a model: prefetched by default
+        if not self.depthwise and weights_cold(kernel):
+            d["pf"] = 32
         self._default = tuple(d[name] for name, _ in self.knobs)
 
     def default(self) -> tuple:
         return self._default
+
+    def neutral(self) -> tuple:
+        return self._neutral
 
     def valid(self, cfg: tuple) -> bool:
         k = {"oht": 1, "pad_at_row": 0, **self.as_dict(cfg)}
@@ -407,7 +421,7 @@ class ConvSpace(Space):
         return k["oht"] * k["owt"] * k["nb"] <= self.regs - 4 + (2 if k["nb"] == 1 else 0)
 
     def schedule(self, cfg: tuple) -> Schedule:
-        k = {"par": 3, "pad_at_row": 0, "oht": 1, **self.as_dict(cfg)}
+        k = {"par": 3, "pad_at_row": 0, "oht": 1, "pf": 0, **self.as_dict(cfg)}
         pad_at_row = self.pad is not None and not self.one_d and int(k["pad_at_row"]) == 1
         s = Schedule()
         # every other stage (padding, layout copies, epilogues) by the generic rules
@@ -451,6 +465,9 @@ class ConvSpace(Space):
                 s = s.pack(wbuf.name, 0, self.target.lanes_f32)
             else:
                 s = s.pack(wbuf.name, 1, self.bi).pack(wbuf.name, 1, self.target.lanes_f32)
+        if int(k["pf"]) and not self.depthwise:
+            s = s.prefetch(name, wbuf.name, red[-2] if "ii.i" in red else red[-1],
+                           max(1, int(k["pf"]) // int(k["uii"])))
         par = outer[:int(k["par"])]
         s = s.fuse(name, par).parallel(name, "@".join(par))
         if pad_at_row:

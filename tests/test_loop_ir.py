@@ -74,6 +74,32 @@ def test_register_tiled_matmul_with_tails_and_packing(rng, M, N, K):
     np.testing.assert_allclose(out, np.maximum(a @ b + bias, 0), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("distance", [1, 4, 100])
+def test_prefetch_hints_the_lines_read_later_and_change_nothing(rng, distance):
+    """prefetch(stage, B, "k", d) puts, at the top of loop k, one hint per cache-line
+    stream of packed B (the two 16-lane column blocks of the unrolled j.i.o loop), at the
+    address k + d reads; hints past the end of B are harmless."""
+    from mlc.loop.stmt import Prefetch, walk_stmt
+    M, N, K = 12, 64, 40
+    kern, st = _matmul(M, N, K, bias_relu=True)
+    s = (Schedule().split(st, "i", 6).split(st, "j", 32).split(st, "j.i", 16)
+         .reorder(st, ["i.o", "j.o", "k", "i.i", "j.i.o", "j.i.i"])
+         .unroll(st, "i.i").unroll(st, "j.i.o").vectorize(st, "j.i.i").pack("B", 1, 32)
+         .prefetch(st, "B", "k", distance))
+    lk = lower(kern.normalize(), s, T.lanes_f32)
+    hints = [x for r in lk.regions for x in walk_stmt(r.stmt) if isinstance(x, Prefetch)]
+    text = "\n".join(str(r.stmt) for r in lk.regions)
+    assert len(hints) == 1 and hints[0].buffer.name == "B", text
+    # packed B is [j.o][k][32]: k + d is 32 * d elements on; j.i.o moves 16 (one line)
+    assert "for j_i_o in 0..2 unroll:\n" in text and f"prefetch B[flat" in text
+    assert f"{32 * distance}" in str(hints[0].offset), str(hints[0].offset)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    bias = rng.standard_normal(N).astype(np.float32)
+    (out,) = run_kernel(kern, s, [a, b, bias])
+    np.testing.assert_allclose(out, np.maximum(a @ b + bias, 0), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("kc", [8, 10, 64])
 def test_k_blocked_accumulator_carries_partials(rng, kc):
     M, N, K = 9, 40, 70
@@ -211,6 +237,9 @@ def test_kernel_key_ignores_names_but_not_structure():
     ([("fuse", "mm", ["i", "k"])], "adjacent"),
     ([("inline", "mm")], "reduction"),
     ([("split", "nope", "i", 2)], "no schedulable stage"),
+    ([("prefetch", "mm", "C", "k", 8)], "does not read 'C'"),
+    ([("prefetch", "mm", "B", "k", 0)], "distance must be >= 1"),
+    ([("prefetch", "mm", "B", "k", 8), ("split", "mm", "k", 4)], "no loop 'k'"),
 ])
 def test_illegal_steps_are_clear_errors(steps, msg):
     kern, _ = _matmul(8, 8, 8)

@@ -71,6 +71,56 @@ def test_pick_best_keeps_the_fastest_valid_records_per_task_and_target(tmp_path)
     assert next(r for r in recs if r.cost == 2.0).features == [2.0] * 3
     assert load_best([str(out)], TARGET_KEY).best["a"].cost == load_best([str(log)], TARGET_KEY).best["a"].cost
 
+def test_cold_costs_replace_warm_ones_of_the_same_task(tmp_path):
+    """A task measured with flushed weights (cold) has slower costs than it had warm:
+    once it has cold records, only they compete, in compiles and in distilled logs."""
+    log = tmp_path / "log.jsonl"
+    with RecordWriter(str(log)) as w:
+        w.write(_rec("a", 1.0))
+        w.write(_rec("a", 3.0, cold=True))
+        w.write(_rec("a", 2.0, cold=True))
+        w.write(_rec("b", 1.0))
+    best = load_best([str(log)], TARGET_KEY).best
+    assert (best["a"].cost, best["a"].cold, best["b"].cold) == (2.0, True, False)
+    out = tmp_path / "best.jsonl"
+    pick_best([str(log)], str(out), per_task=2)
+    assert sorted((r.key, r.cost, r.cold) for r in read_records(str(out))) == [
+        ("a", 2.0, True), ("a", 3.0, True), ("b", 1.0, False)]
+
+
+def test_kernels_with_megabytes_of_weights_are_tuned_cold(tmp_path):
+    """A MatMul with 1 MB of weights is measured with them flushed from the caches
+    (records say so); a small one warm.  Either log applies and matches onnxruntime."""
+    for n, cold in ((512, True), (64, False)):
+        model, feeds = _matmul_model(n)
+        log = str(tmp_path / f"mm{n}.jsonl")
+        res = mlc.tune(model, trials=3, log=log, batch=3, progress=False, resume=False)
+        recs = read_records(log)
+        assert res.trials == len(recs) >= 2 and all(r.ok and r.cold == cold for r in recs), recs
+        mod = mlc.compile(model, tuning_log=log, num_threads=1)
+        assert mod.stats["tuning"]["tuned"] == 1
+        np.testing.assert_allclose(mod.run(feeds)["y"], ort_run(model, feeds)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_flushing_the_weights_leaves_them_intact():
+    from mlc.codegen.jit import LoadedCode, compile_ir
+    from mlc.codegen.module import ModuleBuilder
+    import ctypes
+    target = mlc.Target.host()
+    mb = ModuleBuilder(target)
+    mb.add_flush_entry()
+    code = LoadedCode(compile_ir(mb.ir_text(), target), target)
+    try:
+        w = np.random.default_rng(0).standard_normal(300_001).astype(np.float32)
+        before = w.copy()
+        flush = code.function("mlc_flush", None, ctypes.c_void_p, ctypes.c_int64)
+        flush(w.ctypes.data, w.nbytes)
+        flush(w.ctypes.data, 0)
+        np.testing.assert_array_equal(w, before)
+    finally:
+        code.close()
+
+
 def test_corrupt_and_torn_lines_are_skipped_with_a_warning(tmp_path):
     path = tmp_path / "log.jsonl"
     with RecordWriter(str(path)) as w:
@@ -280,23 +330,24 @@ def test_configs_logged_before_a_knob_was_added_still_resume():
     target = mlc.Target.host()
     tasks = extract_tasks(import_model(zoo.build("resnet18", image=32)), target)
     space = next(t.space for t in tasks if t.desc.startswith("Conv+Relu") and
-                 [n for n, _ in t.space.knobs][-1] == "oht")
+                 [n for n, _ in t.space.knobs][-2:] == ["oht", "pf"])
     d = space.default()
-    new = tuple(v[1] if len(v) > 1 else v[0] for _, v in space.knobs[:-1]) + (1,)
+    new = tuple(v[1] if len(v) > 1 else v[0] for _, v in space.knobs[:-1]) + (0,)
     assert space.upgrade(d[:-1]) == d
     assert space.upgrade(new[:-1]) == new
     assert space.schedule(space.upgrade(new[:-1])) == space.schedule(new)
     assert space.upgrade(d + (1,)) is None                     # longer: another space
     assert space.upgrade((10 ** 6,) + d[1:]) is None           # a value no longer offered
-    two_rows = space.as_dict(d) | {"oht": 2, "owt": 1, "pad_at_row": 0}
-    cfg = tuple(two_rows[n] for n, _ in space.knobs)
+    prefetched = space.as_dict(d) | {"oht": 2, "owt": 1, "pad_at_row": 0, "pf": 32}
+    cfg = tuple(prefetched[n] for n, _ in space.knobs)
     assert space.valid(cfg) and space.schedule(cfg) != space.schedule(space.upgrade(cfg[:-1]))
 
 
 @pytest.mark.parametrize("oh,ow,stride", [(7, 9, 1), (13, 5, 2)])
 def test_multi_row_conv_tiles_with_row_tails_match_onnxruntime(tmp_path, oh, ow, stride):
     """Register tiles of oht rows x owt pixels x nb channel blocks, where neither the rows
-    nor the row length divide: every tail is computed, applied through a tuning log."""
+    nor the row length divide: every tail is computed, applied through a tuning log.  With
+    weight prefetching too (hints past the weights' end must be harmless)."""
     from mlc.frontend import import_model
     from mlc.tuning.tasks import extract_tasks
     import mlc.api  # noqa: F401
@@ -308,11 +359,11 @@ def test_multi_row_conv_tiles_with_row_tails_match_onnxruntime(tmp_path, oh, ow,
     target = mlc.Target.host()
     (task,) = [t for t in extract_tasks(import_model(model), target) if "Conv" in t.desc]
     ref = ort_run(model, {"x": x})[0]
-    for oht, owt, nb in [(2, 4, 3), (3, 2, 1), (4, 3, 1), (2, ow, 1)]:
+    for oht, owt, nb, pf in [(2, 4, 3, 0), (3, 2, 1, 8), (4, 3, 1, 64), (2, ow, 1, 16)]:
         cfg = tuple({**task.space.as_dict(task.space.default()), "oht": oht, "owt": owt, "nb": nb,
-                     "pad_at_row": 0}[n] for n, _ in task.space.knobs)
+                     "pad_at_row": 0, "pf": pf}[n] for n, _ in task.space.knobs)
         assert task.space.valid(cfg), cfg
-        log = str(tmp_path / f"conv{oht}{owt}{nb}.jsonl")
+        log = str(tmp_path / f"conv{oht}{owt}{nb}{pf}.jsonl")
         with RecordWriter(log) as wr:
             wr.write(Record(task.key, target.key, task.space.schedule(cfg).to_json(), list(cfg), 1e-3, [1e-3]))
         mod = mlc.compile(model, tuning_log=log, num_threads=2)

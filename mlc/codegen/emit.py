@@ -30,7 +30,7 @@ import llvmlite.ir as ir
 from ..errors import CodegenError
 from ..loop.expr import (BITS_DTYPES, INDEX, SUBBYTE_INT_BITS, Binary, Buffer, Call, Cast, Const, Expr,
                          Load, Select, Var, coefficient, const, is_float, is_signed, simplify, binary)
-from ..loop.stmt import Allocate, Break, For, If, Let, Seq, Stmt, Store
+from ..loop.stmt import Allocate, Break, For, If, Let, Prefetch, Seq, Stmt, Store
 from . import llvm_util as U
 
 _FLOAT_CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
@@ -113,6 +113,8 @@ class FunctionEmitter:
         elif t is Let:
             self.env[s.var] = self.expr(s.value)
             self.emit(s.body)
+        elif t is Prefetch:
+            self.emit_prefetch(s)
         elif t is Break:
             if not self.loop_exits:
                 raise CodegenError("break outside a loop")
@@ -377,6 +379,14 @@ class FunctionEmitter:
         fn = U.intrinsic(self.module, f"llvm.masked.scatter.{U.suffix(mem.type)}.v{vc.lanes}p0", U.VOID,
                          [mem.type, ptrs.type, U.I32, mask.type])
         self.b.call(fn, [mem, ptrs, ir.Constant(U.I32, _align(s.buffer.dtype)), mask])
+
+    def emit_prefetch(self, s: Prefetch):
+        """llvm.prefetch (read, keep in all cache levels, data): the address may lie past
+        the buffer (a hint for the next stream), so the GEP is not inbounds."""
+        mt = U.mem_type(s.buffer.dtype)
+        addr = self.b.gep(self.buffers_ptr(s.buffer), [self.scalar(s.offset)], source_etype=mt)
+        fn = U.intrinsic(self.module, "llvm.prefetch.p0", ir.VoidType(), [U.PTR, U.I32, U.I32, U.I32])
+        self.b.call(fn, [addr, ir.Constant(U.I32, 0), ir.Constant(U.I32, 3), ir.Constant(U.I32, 1)])
 
     def _store_scalar(self, buffer: Buffer, indices, value: ir.Value):
         if isinstance(value.type, ir.VectorType):

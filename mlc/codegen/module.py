@@ -189,5 +189,28 @@ class ModuleBuilder:
         b.ret_void()
         return fn
 
+    def add_flush_entry(self):
+        """``void mlc_flush(ptr p, i64 nbytes)``: write back and evict every cache line of
+        ``[p, p + nbytes)`` from every cache level (clflush), then fence, so the next
+        kernel call reads those bytes from memory as it would inside a model whose
+        weights do not fit the caches."""
+        fn = ir.Function(self.module, ir.FunctionType(U.VOID, [U.PTR, U.I64]), name="mlc_flush")
+        p, nbytes = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        entry = b.block
+        loop, done = fn.append_basic_block("loop"), fn.append_basic_block("done")
+        b.cbranch(b.icmp_signed(">", nbytes, ir.Constant(U.I64, 0)), loop, done)
+        b.position_at_end(loop)
+        off = b.phi(U.I64)
+        off.add_incoming(ir.Constant(U.I64, 0), entry)
+        clflush = U.intrinsic(self.module, "llvm.x86.sse2.clflush", U.VOID, [U.PTR])
+        b.call(clflush, [b.gep(p, [off], source_etype=U.I8)])
+        nxt = b.add(off, ir.Constant(U.I64, 64))
+        off.add_incoming(nxt, loop)
+        b.cbranch(b.icmp_signed("<", nxt, nbytes), loop, done)
+        b.position_at_end(done)
+        b.call(U.intrinsic(self.module, "llvm.x86.sse2.mfence", U.VOID, []), [])
+        b.ret_void()
+
     def ir_text(self) -> str:
         return str(self.module)

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ScheduleError
-from .expr import (INDEX, Buffer, Const, Expr, Load, Var, binary, combine, const, depends_on, free_vars,
+from .expr import (INDEX, Buffer, Const, Expr, Load, Var, binary, coefficient, combine, const, depends_on,
+                   dtype_bytes, free_vars,
                    identity_of, int_range, linear_form, loads_of, logical_and, simplify,
                    substitute, transform)
 from .kernel import Kernel, inline_into
 from .schedule import Fuse, Schedule, Split, StageState, apply_schedule
-from .stmt import Allocate, For, If, Stmt, Store, if_then, seq
+from .stmt import Allocate, For, If, Prefetch, Stmt, Store, if_then, seq
 from .tensor import ExternStage, Stage
 
 MAX_LOCAL_ACC = 4096          # elements; larger accumulators live in arena scratch
@@ -397,6 +398,8 @@ class NestBuilder:
                 leaf = self.leaves[level]
                 kind = self.st.annotations.get(leaf, "serial")
                 body = self._build(level + 1, mode, in_acc)
+                if leaf in self.st.prefetch:
+                    body = seq(self._prefetches(level, mode), body)
                 rest = For(self.lv[leaf], const(self.extent_of(leaf, mode), INDEX), kind, body)
         finally:
             self.load_remap = saved
@@ -404,6 +407,46 @@ class NestBuilder:
         for _, region_buf, _ in regions:
             out = Allocate(region_buf, out)
         return out
+
+    def _prefetches(self, level: int, mode: dict) -> Stmt | None:
+        """Prefetch hints at the top of loop ``level``: for every load of a prefetched
+        buffer, the lines it reads ``distance`` iterations of this loop later.  Loops
+        inside that move the address by a line or more get an unrolled hint each (two
+        channel-block streams: two hints); finer ones (the vector lanes) share one."""
+        leaf = self.leaves[level]
+        var = self.lv[leaf]
+        inner = self.leaves[level + 1:]
+        stmts, seen = [], set()
+        for name, distance in self.st.prefetch[leaf]:
+            for ld in loads_of(self._simp(self.stage.body, mode)):
+                if ld.buffer.name != name or ld.buffer.scope == "local":
+                    continue
+                flat = const(0, INDEX)
+                for i, st in zip(ld.indices, ld.buffer.strides()):
+                    flat = binary("add", flat, binary("mul", i, st))
+                flat = simplify(flat)
+                step = coefficient(flat, var)
+                if not step:
+                    continue                      # the address does not move along this loop
+                loops = []
+                for l in inner:
+                    c = coefficient(flat, self.lv[l])
+                    if c == 0:
+                        continue
+                    if c is None or abs(c) * dtype_bytes(ld.buffer.dtype) < 64:
+                        flat = substitute(flat, {self.lv[l]: const(0, INDEX)})
+                    else:
+                        loops.append(l)
+                flat = simplify(binary("add", flat, step * distance))
+                key = (name, str(flat))
+                if key in seen:
+                    continue
+                seen.add(key)
+                stmt: Stmt = Prefetch(ld.buffer, flat, abs(step) * distance * dtype_bytes(ld.buffer.dtype))
+                for l in reversed(loops):
+                    stmt = For(self.lv[l], const(self.extent_of(l, mode), INDEX), "unroll", stmt)
+                stmts.append(stmt)
+        return seq(*stmts) if stmts else None
 
     def _guard_conds(self, mode: dict, scope: set) -> list:
         val = self.values(mode)

@@ -14,6 +14,8 @@ as it is and a tuning record stores exactly the steps that were measured.  The p
     compute_root(stage)               compute the stage in its own loop nest first
     cache_write(stage, axis)          accumulate in registers across the loops inside `axis`
                                       (axis None: across all loops of the stage)
+    prefetch(stage, buffer, axis, d)  at the top of each iteration of loop `axis`, hint the
+                                      cache lines of `buffer` it will read `d` iterations later
     pack(buffer, axis, factor)        re-layout a constant input: split `axis` by `factor`, the
                                       block index becomes the outermost dimension and the
                                       `factor` lanes the innermost (done at compile time)
@@ -31,7 +33,7 @@ from ..errors import ScheduleError
 from .tensor import Stage
 
 STEP_KINDS = ("split", "reorder", "fuse", "vectorize", "unroll", "parallel", "inline",
-              "compute_at", "compute_root", "cache_write", "pack")
+              "compute_at", "compute_root", "cache_write", "pack", "prefetch")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class Schedule:
     def pack(self, buffer, axis: int, factor: int):
         return self.then("pack", buffer, int(axis), int(factor))
 
+    def prefetch(self, stage, buffer, axis, distance: int):
+        return self.then("prefetch", stage, buffer, axis, int(distance))
+
     # serialisation -----------------------------------------------------------------------
     def to_json(self) -> list:
         return [list(s) for s in self.steps]
@@ -125,6 +130,7 @@ class StageState:
     annotations: dict = field(default_factory=dict)  # leaf -> "vector" | "unroll" | "parallel"
     attach: tuple = ("root",)             # ("root",) | ("inline",) | ("at", consumer, axis)
     cache_at: object = "default"          # "default" | None (outside all loops) | leaf name
+    prefetch: dict = field(default_factory=dict)    # leaf -> [(buffer name, distance)]
 
     @classmethod
     def initial(cls, stage: Stage) -> "StageState":
@@ -259,12 +265,23 @@ def apply_schedule(kernel, schedule: Schedule) -> dict:
                 if axis is not None:
                     st._leaf(axis)
                 st.cache_at = axis
+            elif kind == "prefetch":
+                buffer, axis, distance = args[0], args[1], int(args[2])
+                if buffer not in {b.name for b in st.stage.reads()}:
+                    raise ScheduleError(f"prefetch: stage {target} does not read {buffer!r}")
+                if distance < 1:
+                    raise ScheduleError(f"prefetch: distance must be >= 1 iteration, got {distance}")
+                st._leaf(axis)
+                st.prefetch.setdefault(axis, []).append((buffer, distance))
         except ScheduleError:
             raise
         except (TypeError, ValueError, IndexError) as exc:
             raise ScheduleError(f"malformed schedule step {list(step)}: {exc}") from None
     # check compute_at targets after all steps (axes may be created later)
     for name, st in states.items():
+        for axis in st.prefetch:
+            if axis not in st.leaves:
+                raise ScheduleError(f"prefetch: stage {name} has no loop {axis!r} (loops: {st._loops()})")
         if st.attach[0] == "at":
             consumer = states[st.attach[1]]
             if st.attach[2] not in consumer.leaves:

@@ -75,6 +75,17 @@ class Let(Stmt):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class Prefetch(Stmt):
+    """A hint: bring the cache line holding element ``offset`` (flat, in elements) of
+    ``buffer`` closer to the core.  No effect on results; an address past the buffer's end
+    is harmless (a prefetch never faults)."""
+
+    buffer: Buffer
+    offset: Expr
+    ahead: int = 0      # bytes ahead of the access it runs in front of (for cost features)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class Break(Stmt):
     """Leave the innermost enclosing serial loop (imperative kernels only)."""
 
@@ -161,6 +172,9 @@ def buffers_used(s: Stmt) -> list[Buffer]:
             exprs = [x.cond]
         elif isinstance(x, Let):
             exprs = [x.value]
+        elif isinstance(x, Prefetch):
+            add(x.buffer)
+            exprs = [x.offset]
         for e in exprs:
             for ld in loads_of(e):
                 add(ld.buffer)
@@ -195,4 +209,6 @@ def format_stmt(s: Stmt, indent: int = 0) -> str:
         return f"{pad}{s.var.name} = {format_expr(s.value)}\n" + format_stmt(s.body, indent)
     if isinstance(s, Break):
         return f"{pad}break"
+    if isinstance(s, Prefetch):
+        return f"{pad}prefetch {s.buffer.name}[flat {format_expr(s.offset)}] ({s.ahead} bytes ahead)"
     return f"{pad}{s!r}"

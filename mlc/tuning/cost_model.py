@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .features import LENGTH
+from .features import LENGTH, padded
 
 
 class CostModel:
@@ -27,9 +27,10 @@ class CostModel:
 
     # -- data -----------------------------------------------------------------------
     def add(self, task_key: str, features, throughput: float):
-        if features is None or len(features) != LENGTH or not np.isfinite(throughput):
+        features = padded(features)
+        if features is None or not np.isfinite(throughput):
             return
-        self._rows.append((task_key, np.asarray(features, dtype=np.float32), float(throughput)))
+        self._rows.append((task_key, features, float(throughput)))
 
     def warm_start(self, records) -> int:
         """Add every successful record that carries features; returns how many."""

@@ -6,7 +6,11 @@ vector share), the instruction mix of the innermost statements (contiguous / bro
 gathered loads, FMAs, stores), register pressure (accumulator size), the loop structure
 (depth, unrolling, parallel extent and balance) and, for the three largest buffers, the
 bytes touched within one iteration of each of the five innermost loop levels — the data
-each cache level must hold — plus arithmetic intensity.
+each cache level must hold — plus arithmetic intensity, software prefetches (how many,
+how far ahead) and whether the candidate was measured with its weights flushed.
+
+Features are only ever appended, each with 0 meaning "absent", so a shorter vector from
+an older log is that vector padded with zeros (:func:`padded`).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import numpy as np
 
 from ..loop.expr import (Binary, Call, Const, coefficient, depends_on, dtype_bytes, loads_of, simplify, binary,
                          const, INDEX)
-from ..loop.stmt import Allocate, For, If, Let, Seq, Store
+from ..loop.stmt import Allocate, For, If, Let, Prefetch, Seq, Store
 
 LEVELS = 5
 TOP_BUFFERS = 3
@@ -25,7 +29,8 @@ NAMES = (["log_flops", "log_iters", "vector_share", "lanes", "log_contig_loads",
           "acc_regs_ratio", "log_unrolled", "log_parallel", "parallel_balance", "depth",
           "log_inner_serial", "log_reduce_inner", "log_regions", "log_intensity", "log_total_bytes"]
          + [f"buf{b}_l{l}" for b in range(TOP_BUFFERS) for l in range(LEVELS)]
-         + [f"buf{b}_l1fit" for b in range(TOP_BUFFERS)] + [f"buf{b}_l2fit" for b in range(TOP_BUFFERS)])
+         + [f"buf{b}_l1fit" for b in range(TOP_BUFFERS)] + [f"buf{b}_l2fit" for b in range(TOP_BUFFERS)]
+         + ["log_prefetches_per_flop", "log_prefetch_ahead", "cold_weights"])
 LENGTH = len(NAMES)
 
 
@@ -56,6 +61,8 @@ class _Collector:
         self.depth = 0
         self.inner_serial = 0
         self.reduce_inner = 0
+        self.prefetches = 0.0
+        self.prefetch_ahead = 0
         self.footprint: dict = {}     # buffer -> [bytes at level 0..LEVELS-1] (0 = innermost)
         self.total_bytes: dict = {}
 
@@ -80,6 +87,9 @@ class _Collector:
             self.visit(s.body, loops)
         elif isinstance(s, Store):
             self.store(s, loops)
+        elif isinstance(s, Prefetch):
+            self.prefetches += math.prod(ext for _, ext, _ in loops)
+            self.prefetch_ahead = max(self.prefetch_ahead, s.ahead)
 
     def store(self, s: Store, loops: list):
         trips = 1.0
@@ -159,8 +169,19 @@ def _walk(e):
     return walk(e)
 
 
-def extract_features(lowered, target, threads: int = 1) -> np.ndarray:
-    """The feature vector (length :data:`LENGTH`) of a lowered kernel."""
+def padded(features) -> np.ndarray | None:
+    """A logged feature vector at :data:`LENGTH` (older, shorter ones padded with the
+    zeros their absent features mean); None if it is longer (from a newer mlc)."""
+    if features is None or len(features) > LENGTH:
+        return None
+    out = np.zeros(LENGTH, dtype=np.float32)
+    out[:len(features)] = features
+    return out
+
+
+def extract_features(lowered, target, threads: int = 1, cold: bool = False) -> np.ndarray:
+    """The feature vector (length :data:`LENGTH`) of a lowered kernel; ``cold``: it is
+    measured with its weights flushed from the caches."""
     col = _Collector(target.lanes_f32, threads)
     for region in lowered.regions:
         col.visit(region.stmt, [])
@@ -192,6 +213,7 @@ def extract_features(lowered, target, threads: int = 1) -> np.ndarray:
                 f.append(float(sum(1 for x in fp if x <= cache)))
             else:
                 f.append(0.0)
+    f += [_log(1e3 * col.prefetches / col.flops) if col.flops else 0.0, _log(col.prefetch_ahead), float(cold)]
     out = np.asarray(f, dtype=np.float32)
     assert out.shape == (LENGTH,), (out.shape, LENGTH)
     return out

@@ -10,7 +10,11 @@ happens in one separate *runner* process, one candidate after another, so that
 
 Each candidate kernel sits in a module with ``mlc_bench(buffers, n)`` calling it n times:
 one native call per measurement, repeated until ``min_seconds`` of work, ``repeat``
-times; the cost is the fastest repeat.  Inputs are seeded random data of the kernel's input
+times; the cost is the fastest repeat.  A kernel with megabytes of weights is measured
+*cold* (:func:`weights_cold`): its constant inputs are flushed from every cache level
+before each call, as TVM's ``enable_cpu_cache_flush`` does, because inside a model whose
+weights exceed the caches that is where they come from; measured hot, the tuner would
+rank schedules by a speed they never reach in the model.  Inputs are seeded random data of the kernel's input
 shapes (packed per candidate), and the outputs are compared with the default schedule's.
 
 Executors: :class:`LocalExecutor` (processes on this machine) and, when dask.distributed
@@ -37,6 +41,7 @@ class ParamSpec:
     orig_shape: tuple = ()
     packs: list = field(default_factory=list)
     index: int = -1      # input position (data seed) for "in"
+    constant: bool = False   # an input known at compile time (weights)
 
 
 @dataclass
@@ -61,11 +66,24 @@ class RunResult:
         return float(np.min(self.costs)) if self.costs and self.error is None else None
 
 
+COLD_WEIGHT_BYTES = 1 << 20
+
+
+def weights_cold(kernel) -> bool:
+    """Is ``kernel`` measured with its weights flushed?  Those of a megabyte or more:
+    enough that a model holding several such layers reads them from memory each inference,
+    and that the flush and a call per measurement cost little next to the kernel."""
+    return sum(b.nbytes for b in kernel.const_inputs()) >= COLD_WEIGHT_BYTES
+
+
 # --------------------------------------------------------------------------------------
 # building (runs in worker processes; must be importable at module level)
 # --------------------------------------------------------------------------------------
 
-def build_candidate(kernel, sched_json: list, target_dict: dict, features: bool = True) -> Built:
+def build_candidate(kernel, sched_json: list, target_dict: dict, features: bool = True, threads: int = 1,
+                    cold: bool = False) -> Built:
+    """Lower and compile one candidate; with its cost features (for ``threads`` threads,
+    weights flushed if ``cold``) unless ``features`` is False."""
     t0 = time.perf_counter()
     try:
         from ..codegen.jit import compile_ir
@@ -78,17 +96,18 @@ def build_candidate(kernel, sched_json: list, target_dict: dict, features: bool 
         params = []
         for k, (orig, buf) in enumerate(zip(kernel.inputs, lk.inputs)):
             params.append(ParamSpec("in", tuple(buf.shape), buf.dtype, tuple(orig.shape),
-                                    list(lk.packs.get(orig.name, [])), k))
+                                    list(lk.packs.get(orig.name, [])), k, orig in kernel.constant))
         params += [ParamSpec("out", tuple(b.shape), b.dtype) for b in lk.outputs]
         params += [ParamSpec("scratch", (max(b.nbytes, 1),), "uint8") for b in lk.scratch]
         mb = ModuleBuilder(target, name="candidate")
         fn = mb.add_kernel(lk)
         mb.add_bench_entry(fn, len(params))
+        mb.add_flush_entry()
         obj = compile_ir(mb.ir_text(), target)
         feats = None
         if features:
             from .features import extract_features
-            feats = list(extract_features(lk, target))
+            feats = list(extract_features(lk, target, threads, cold))
         return Built(obj, params, None, time.perf_counter() - t0, feats)
     except Exception as exc:  # an illegal schedule or a compiler bug: an error record
         return Built(None, [], f"build failed: {type(exc).__name__}: {exc}", time.perf_counter() - t0)
@@ -117,8 +136,9 @@ def _input_data(spec: ParamSpec, seed: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 def run_in_process(built: Built, target_dict: dict, seed: int, threads: int = 1, repeat: int = 5,
-                   min_seconds: float = 0.01, want_outputs: bool = True) -> RunResult:
-    """Load and time one built candidate in this process (the worker's side)."""
+                   min_seconds: float = 0.01, want_outputs: bool = True, cold: bool = False) -> RunResult:
+    """Load and time one built candidate in this process (the worker's side).  ``cold``:
+    flush the constant inputs from the caches before every call, and time calls one by one."""
     from ..codegen.jit import LoadedCode
     from ..target import Target
     try:
@@ -141,10 +161,24 @@ def run_in_process(built: Built, target_dict: dict, seed: int, threads: int = 1,
             one = max(time.perf_counter() - t0, 1e-7)
             n = max(1, int(min_seconds / one))
             costs = []
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                bench(ptrs, n)
-                costs.append((time.perf_counter() - t0) / n)
+            if cold:
+                flush = code.function("mlc_flush", None, ctypes.c_void_p, ctypes.c_int64)
+                weights = [(a.ctypes.data, a.nbytes) for a, s in zip(arrays, built.params)
+                           if s.role == "in" and s.constant]
+                for _ in range(repeat):
+                    spent = 0.0
+                    for _ in range(n):
+                        for p, nbytes in weights:
+                            flush(p, nbytes)
+                        t0 = time.perf_counter()
+                        bench(ptrs, 1)
+                        spent += time.perf_counter() - t0
+                    costs.append(spent / n)
+            else:
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    bench(ptrs, n)
+                    costs.append((time.perf_counter() - t0) / n)
             outs = [a for a, s in zip(arrays, built.params) if s.role == "out"] if want_outputs else None
             code.function("mlc_shutdown", None)()
         finally:
@@ -212,11 +246,11 @@ class Runner:
         self._worker = WorkerProcess()
 
     def run(self, built: Built, target_dict: dict, seed: int, threads: int = 1, repeat: int = 5,
-            min_seconds: float = 0.01, want_outputs: bool = True) -> RunResult:
+            min_seconds: float = 0.01, want_outputs: bool = True, cold: bool = False) -> RunResult:
         if built.obj is None:
             return RunResult([], built.error or "not built")
-        ok, res = self._worker.call("run", (built, target_dict, seed, threads, repeat, min_seconds, want_outputs),
-                                    self.timeout)
+        ok, res = self._worker.call("run", (built, target_dict, seed, threads, repeat, min_seconds, want_outputs,
+                                            cold), self.timeout)
         return res if ok else RunResult([], res)
 
     def close(self):
@@ -237,7 +271,7 @@ class LocalExecutor:
         self.build_timeout = 300.0
 
     def build(self, jobs: list) -> list:
-        """``jobs``: [(kernel, sched_json, target_dict)] -> [Built] in order."""
+        """``jobs``: [build_candidate arguments (kernel, sched_json, target_dict, ...)] -> [Built] in order."""
         from concurrent.futures import ThreadPoolExecutor
         if not jobs:
             return []

@@ -5,7 +5,11 @@ A record::
     {"v": 1, "key": <task key>, "target": <cpu:features>, "sched": [<steps>],
      "config": <knobs>, "cost": <fastest repeat, seconds, or null>, "costs": [...],
      "error": <null or message>, "flops": <int>, "features": [...],
-     "mlc": <version>, "time": <ISO timestamp>, "desc": <ops and shapes>}
+     "mlc": <version>, "time": <ISO timestamp>, "desc": <ops and shapes>, "cold": true?}
+
+``cold`` marks a cost measured with the kernel's weights flushed from the caches (see
+``measure.weights_cold``).  Cold and warm costs of one task are not comparable: where a
+task has cold records, only those compete for its best schedule.
 
 Writing is append-only, one ``os.write`` of a whole line per record on a file opened with
 O_APPEND and held under an exclusive ``flock``: a tuner killed at any instant leaves every
@@ -52,6 +56,7 @@ class Record:
     desc: str = ""
     mlc: str = ""
     time: str = ""
+    cold: bool = False
 
     @property
     def ok(self) -> bool:
@@ -64,6 +69,8 @@ class Record:
              "time": self.time or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if self.features is not None:
             d["features"] = [round(float(x), 5) for x in self.features]
+        if self.cold:
+            d["cold"] = True
         return d
 
     @classmethod
@@ -71,7 +78,7 @@ class Record:
         return cls(key=d["key"], target=d["target"], sched=d["sched"], config=d.get("config"),
                    cost=d.get("cost"), costs=d.get("costs") or [], error=d.get("error"),
                    flops=int(d.get("flops") or 0), features=d.get("features"), desc=d.get("desc", ""),
-                   mlc=d.get("mlc", ""), time=d.get("time", ""))
+                   mlc=d.get("mlc", ""), time=d.get("time", ""), cold=bool(d.get("cold", False)))
 
 
 class RecordWriter:
@@ -198,9 +205,17 @@ def load_best(paths: list, target_key: str, warn: bool = True) -> BestRecords:
             if not r.ok:
                 continue
             cur = best.get(r.key)
-            if cur is None or r.cost < cur.cost:
+            if cur is None or _better(r, cur):
                 best[r.key] = r
     return BestRecords(best, other, incompatible, list(paths))
+
+
+def _better(r: Record, cur: Record) -> bool:
+    """Does ``r`` beat ``cur`` for the same task?  A cold measurement beats any warm one
+    (the warm one came from before the task was measured cold); otherwise the faster."""
+    if r.cold != cur.cold:
+        return r.cold
+    return r.cost < cur.cost
 
 
 def pick_best(paths: list, out: str, per_task: int = 16) -> int:
@@ -216,7 +231,7 @@ def pick_best(paths: list, out: str, per_task: int = 16) -> int:
         for r in read_records(path):
             if r.ok and _compatible(r.mlc):
                 groups.setdefault((r.target, r.key), []).append(r)
-    kept = [r for rs in groups.values() for r in sorted(rs, key=lambda r: r.cost)[:per_task]]
+    kept = [r for rs in groups.values() for r in sorted(rs, key=lambda r: (not r.cold, r.cost))[:per_task]]
     tmp = f"{out}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         for r in kept:

@@ -27,6 +27,11 @@ class Space:
     def default(self) -> tuple:
         raise NotImplementedError
 
+    def neutral(self) -> tuple:
+        """The default, except that knobs added over time take the value that changes
+        nothing (what a configuration logged before they existed meant)."""
+        return self.default()
+
     def valid(self, cfg: tuple) -> bool:
         return True
 
@@ -44,13 +49,13 @@ class Space:
     def upgrade(self, config) -> tuple | None:
         """A logged configuration as one of this space's: knobs added since it was logged
         are appended to the knob list with the value that changes nothing, so an older,
-        shorter configuration takes the default's trailing values.  None if it does not
-        fit (a longer configuration, or a value the space no longer offers)."""
+        shorter configuration takes the trailing values of :meth:`neutral`.  None if it
+        does not fit (a longer configuration, or a value the space no longer offers)."""
         cfg = tuple(config)
         n = len(self.knobs)
         if len(cfg) > n:
             return None
-        cfg += self.default()[len(cfg):]
+        cfg += self.neutral()[len(cfg):]
         if any(v not in vals for v, (_, vals) in zip(cfg, self.knobs)):
             return None
         return cfg

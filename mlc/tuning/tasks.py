@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..compiler.kernel_builder import build_kernel
 from ..compiler.pipeline import _kernel_name, _used_after, partition
 from ..graph.passes import default_passes
+from .measure import weights_cold
 from .space import make_space
 
 
@@ -24,6 +25,7 @@ class Task:
     desc: str
     ops: list
     space: object = None
+    cold: bool = False      # measured with its weights flushed from the caches
 
     def __str__(self) -> str:
         return f"{self.desc} x{self.weight}"
@@ -51,7 +53,7 @@ def extract_tasks(graph, target, threads: int = 1) -> list:
             tasks[key].weight += 1
             continue
         ops = [(n.op, n.domain) for n in bk.nodes]
-        tasks[key] = Task(key, bk.kernel, 1, bk.kernel.flops(), describe(bk), ops)
+        tasks[key] = Task(key, bk.kernel, 1, bk.kernel.flops(), describe(bk), ops, cold=weights_cold(bk.kernel))
     for t in tasks.values():
         t.space = make_space(t.kernel, target, t.ops, threads)
     return list(tasks.values())

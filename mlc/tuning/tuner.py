@@ -150,7 +150,9 @@ def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | N
             if strategy == "model" else RandomSearch(t.space, seed=rng.randrange(1 << 30))
         st = TaskState(t, search)
         for r in previous:
-            if r.key == t.key and r.target == tgt.key and r.config is not None:
+            # a cost measured in the other mode (warm before the task was measured cold)
+            # is not comparable: that configuration is measured again
+            if r.key == t.key and r.target == tgt.key and r.config is not None and r.cold == t.cold:
                 cfg = t.space.upgrade(r.config)
                 if cfg is None:
                     continue
@@ -179,7 +181,7 @@ def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | N
                 scheds.append((c, None, f"invalid schedule: {exc}"))
                 continue
             scheds.append((c, sj, None))
-            jobs.append((t.kernel, sj, target_dict))
+            jobs.append((t.kernel, sj, target_dict, True, threads, t.cold))
         built_iter = iter(executor.build(jobs)) if jobs else iter(())
         improved = 0
         for c, sj, err in scheds:
@@ -189,7 +191,7 @@ def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | N
             cost, costs, feats = None, [], None
             if err is None:
                 feats = built.features
-                res = executor.run(built, target_dict, seed=int(t.key[:6], 16), threads=threads)
+                res = executor.run(built, target_dict, seed=int(t.key[:6], 16), threads=threads, cold=t.cold)
                 err = res.error
                 if err is None:
                     if st.reference is None:
@@ -198,7 +200,8 @@ def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | N
                         err = outputs_match(res.outputs, st.reference)
                     if err is None:
                         cost, costs = res.cost, res.costs
-            writer.write(Record(t.key, tgt.key, sj or [], list(c), cost, costs, err, t.flops, feats, str(t)))
+            writer.write(Record(t.key, tgt.key, sj or [], list(c), cost, costs, err, t.flops, feats, str(t),
+                                cold=t.cold))
             st.measured[c] = cost
             st.trials += 1
             total_trials += 1
@@ -281,7 +284,7 @@ def _feature_fn(task: Task, target: Target, threads: int):
     def fn(cfg):
         try:
             lk = lower(task.kernel, task.space.schedule(cfg), target.lanes_f32)
-            return extract_features(lk, target, threads)
+            return extract_features(lk, target, threads, task.cold)
         except Exception:
             return np.zeros(LENGTH, dtype=np.float32)
     return fn
