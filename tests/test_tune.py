@@ -295,6 +295,19 @@ def test_cost_model_learns_a_ranking():
     assert q["spearman"] > 0.6 and q["top8_recall"] > 0.3
 
 
+def test_older_shorter_feature_vectors_still_warm_start_the_cost_model():
+    """Features are only appended, 0 meaning absent (no prefetch, warm weights): a vector
+    logged before they existed is used zero-padded; a longer one (newer mlc) is not."""
+    from mlc.tuning.cost_model import CostModel
+    from mlc.tuning.features import LENGTH, NAMES, padded
+    assert NAMES[-3:] == ["log_prefetches_per_flop", "log_prefetch_ahead", "cold_weights"]
+    old = [0.5] * (LENGTH - 3)
+    assert list(padded(old)) == old + [0.0, 0.0, 0.0]
+    assert padded([0.5] * (LENGTH + 1)) is None
+    model = CostModel(seed=0)
+    assert model.warm_start([_rec("a", 1e-3, features=old), _rec("a", 2e-3, features=[0.1] * (LENGTH + 1))]) == 1
+
+
 def test_space_default_is_the_compile_default():
     from mlc.compiler.pipeline import choose_default_schedule
     from mlc.frontend import import_model
