@@ -394,8 +394,10 @@ class ConvSpace(Space):
         # software prefetch of the weights, this many input-channel steps (cache lines of
         # each channel-block stream) ahead: a layer with megabytes of weights reads them
         # from memory, not cache, and a 4 KB page is too short for the hardware prefetcher
-        # to get ahead of a stream
-        if not self.depthwise:
+        # to get ahead of a stream.  Only there: with weights in cache it cannot pay, and
+        # a knob that cannot pay only dilutes the search
+        self.cold = not self.depthwise and weights_cold(kernel)
+        if self.cold:
             self.knobs.append(("pf", [0, 8, 16, 32, 64, 128]))
         owt, nb = conv_tile(OW, OB, self.regs)
         if self.depthwise:
@@ -404,7 +406,7 @@ class ConvSpace(Space):
              "pad_at_row": 1 if self.depthwise else 0, "oht": 1, "pf": 0}
         self._neutral = tuple(d[name] for name, _ in self.knobs)
         # weights of a megabyte or more come from memory inside a model: prefetched by default
-        if not self.depthwise and weights_cold(kernel):
+        if self.cold:
             d["pf"] = 32
         self._default = tuple(d[name] for name, _ in self.knobs)
 
@@ -465,7 +467,7 @@ class ConvSpace(Space):
                 s = s.pack(wbuf.name, 0, self.target.lanes_f32)
             else:
                 s = s.pack(wbuf.name, 1, self.bi).pack(wbuf.name, 1, self.target.lanes_f32)
-        if int(k["pf"]) and not self.depthwise:
+        if int(k["pf"]):
             s = s.prefetch(name, wbuf.name, red[-2] if "ii.i" in red else red[-1],
                            max(1, int(k["pf"]) // int(k["uii"])))
         par = outer[:int(k["par"])]

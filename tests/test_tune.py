@@ -346,7 +346,9 @@ def test_configs_logged_before_a_knob_was_added_still_resume():
                  [n for n, _ in t.space.knobs][-2:] == ["oht", "pf"])
     d = space.default()
     new = tuple(v[1] if len(v) > 1 else v[0] for _, v in space.knobs[:-1]) + (0,)
-    assert space.upgrade(d[:-1]) == d
+    # megabyte weights: prefetched by default, but a config logged before the knob had none
+    assert space.default()[-1] == 32 and space.neutral() == d[:-1] + (0,)
+    assert space.upgrade(d[:-1]) == space.neutral()
     assert space.upgrade(new[:-1]) == new
     assert space.schedule(space.upgrade(new[:-1])) == space.schedule(new)
     assert space.upgrade(d + (1,)) is None                     # longer: another space
@@ -360,17 +362,19 @@ def test_configs_logged_before_a_knob_was_added_still_resume():
 def test_multi_row_conv_tiles_with_row_tails_match_onnxruntime(tmp_path, oh, ow, stride):
     """Register tiles of oht rows x owt pixels x nb channel blocks, where neither the rows
     nor the row length divide: every tail is computed, applied through a tuning log.  With
-    weight prefetching too (hints past the weights' end must be harmless)."""
+    weight prefetching too (1.2 MB of weights: a cold kernel, whose space has the knob;
+    hints past the weights' end must be harmless)."""
     from mlc.frontend import import_model
     from mlc.tuning.tasks import extract_tasks
     import mlc.api  # noqa: F401
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((1, 32, (oh - 1) * stride + 1, (ow - 1) * stride + 1)).astype(np.float32)
-    w = rng.standard_normal((48, 32, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((1, 704, (oh - 1) * stride + 1, (ow - 1) * stride + 1)).astype(np.float32)
+    w = (rng.standard_normal((48, 704, 3, 3)) / 80).astype(np.float32)   # outputs ~1
     model = single_op_model("Conv", {"x": x}, {"y": ("float32", (1, 48, oh, ow))},
                             {"pads": [1, 1, 1, 1], "strides": [stride, stride]}, {"w": w})
     target = mlc.Target.host()
     (task,) = [t for t in extract_tasks(import_model(model), target) if "Conv" in t.desc]
+    assert task.cold and "pf" in task.space.as_dict(task.space.default())
     ref = ort_run(model, {"x": x})[0]
     for oht, owt, nb, pf in [(2, 4, 3, 0), (3, 2, 1, 8), (4, 3, 1, 64), (2, ow, 1, 16)]:
         cfg = tuple({**task.space.as_dict(task.space.default()), "oht": oht, "owt": owt, "nb": nb,
