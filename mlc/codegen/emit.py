@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 
 from ..errors import CodegenError
-from ..loop.expr import (BITS_DTYPES, INDEX, SUBBYTE_INT_BITS, Binary, Buffer, Call, Cast, Const, Expr,
-                         Load, Select, Var, coefficient, const, is_float, is_signed, simplify, binary)
+from ..loop.expr import (BITS_DTYPES, SUBBYTE_INT_BITS, Binary, Buffer, Call, Cast, Const, Expr, Load, Select,
+                         Var, coefficient, flat_offset, is_float, is_signed)
 from ..loop.stmt import Allocate, Break, For, If, Let, Prefetch, Seq, Stmt, Store
 from . import llvm_util as U
 
@@ -517,10 +517,7 @@ class FunctionEmitter:
         hit = self._offsets.get(key)
         if hit is not None:
             return hit
-        off: Expr = const(0, INDEX)
-        for i, s in zip(indices, buf.strides()):
-            off = binary("add", off, binary("mul", i, s))
-        off = simplify(off)
+        off = flat_offset(buf, indices)
         c = coefficient(off, vc.var) if vc else 0
         if vc and c is None:
             c = -1   # not affine in the vector variable: gather / scatter

@@ -134,15 +134,20 @@ def _source_digest() -> str:
     stands for is what this source emits from it, so any change to it changes every key."""
     import hashlib
     import os
+
+    from .. import kernels
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # the operator library sits inside the package when installed, beside it in a checkout
+    roots = [root] + [d for d in kernels.__path__ if not os.path.abspath(d).startswith(root + os.sep)]
     h = hashlib.sha256()
-    for d, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for f in sorted(files):
-            if f.endswith(".py"):
-                h.update(f.encode())
-                with open(os.path.join(d, f), "rb") as fh:
-                    h.update(fh.read())
+    for top in roots:
+        for d, dirs, files in sorted(os.walk(top)):
+            dirs.sort()
+            for f in sorted(files):
+                if f.endswith(".py"):
+                    h.update(f.encode())
+                    with open(os.path.join(d, f), "rb") as fh:
+                        h.update(fh.read())
     return h.hexdigest()
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .expr import Load, Var, coefficient, depends_on, loads_of, simplify, binary, const, INDEX
+from .expr import Load, Var, coefficient, depends_on, flat_offset, loads_of
 from .kernel import Kernel
 from .schedule import Schedule
 from .tensor import Stage
@@ -29,15 +29,8 @@ from .tensor import Stage
 PAR_MIN_WORK = 1 << 14        # elements below which a stage is not worth a parallel dispatch
 
 
-def _flat_offset(ld: Load):
-    off = const(0, INDEX)
-    for i, s in zip(ld.indices, ld.buffer.strides()):
-        off = binary("add", off, binary("mul", i, s))
-    return simplify(off)
-
-
 def _contiguous_in(ld: Load, var: Var) -> bool:
-    return coefficient(_flat_offset(ld), var) == 1
+    return coefficient(flat_offset(ld.buffer, ld.indices), var) == 1
 
 
 def _independent_of(ld: Load, var: Var) -> bool:

@@ -244,6 +244,14 @@ class Buffer:
         return f"Buffer({self.name}:{self.dtype}{list(self.shape)})"
 
 
+def flat_offset(buffer: Buffer, indices) -> "Expr":
+    """The element offset of ``buffer[indices]`` in its row-major storage, simplified."""
+    off = const(0, INDEX)
+    for i, st in zip(indices, buffer.strides()):
+        off = binary("add", off, binary("mul", i, st))
+    return simplify(off)
+
+
 @dataclass(frozen=True, repr=False)
 class Load(Expr):
     buffer: Buffer

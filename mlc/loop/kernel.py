@@ -142,14 +142,6 @@ _EXPENSIVE = frozenset({"exp", "log", "erf", "tanh", "sigmoid", "softplus", "pow
                         "expm1", "log1p", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh"})
 
 
-def _flat_offset(ld: Load):
-    from .expr import INDEX, binary, const, simplify
-    off = const(0, INDEX)
-    for i, st in zip(ld.indices, ld.buffer.strides()):
-        off = binary("add", off, binary("mul", i, st))
-    return simplify(off)
-
-
 def inline_breaks_vector_access(producer: Stage, user) -> bool:
     """Would inlining ``producer`` turn ``user``'s contiguous vector operand into a gather?
 
@@ -157,7 +149,7 @@ def inline_breaks_vector_access(producer: Stage, user) -> bool:
     columns): an operand read contiguously along it through a transposing producer would
     be gathered element by element if the transpose were inlined -- materialising the
     transposed copy once is cheaper (a K^T in attention)."""
-    from .expr import Call, coefficient, walk
+    from .expr import Call, coefficient, flat_offset, walk
     if not isinstance(user, Stage) or not user.is_reduction or not user.axes:
         return False
     value = producer.full_expr()
@@ -168,11 +160,11 @@ def inline_breaks_vector_access(producer: Stage, user) -> bool:
     v = user.axes[-1].var
     pvars = [a.var for a in producer.axes]
     for ld in loads_of(user.body, producer.buffer):
-        if coefficient(_flat_offset(ld), v) != 1:
+        if coefficient(flat_offset(ld.buffer, ld.indices), v) != 1:
             continue
         inlined = substitute(value, dict(zip(pvars, ld.indices)))
         for src in loads_of(inlined):
-            if coefficient(_flat_offset(src), v) not in (0, 1):
+            if coefficient(flat_offset(src.buffer, src.indices), v) not in (0, 1):
                 return True
     return False
 

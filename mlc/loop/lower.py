@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ScheduleError
 from .expr import (INDEX, Buffer, Const, Expr, Load, Var, binary, coefficient, combine, const, depends_on,
-                   dtype_bytes, free_vars,
+                   dtype_bytes, flat_offset, free_vars,
                    identity_of, int_range, linear_form, loads_of, logical_and, simplify,
                    substitute, transform)
 from .kernel import Kernel, inline_into
@@ -417,14 +417,12 @@ class NestBuilder:
         var = self.lv[leaf]
         inner = self.leaves[level + 1:]
         stmts, seen = [], set()
+        loads = loads_of(self._simp(self.stage.body, mode))
         for name, distance in self.st.prefetch[leaf]:
-            for ld in loads_of(self._simp(self.stage.body, mode)):
+            for ld in loads:
                 if ld.buffer.name != name or ld.buffer.scope == "local":
                     continue
-                flat = const(0, INDEX)
-                for i, st in zip(ld.indices, ld.buffer.strides()):
-                    flat = binary("add", flat, binary("mul", i, st))
-                flat = simplify(flat)
+                flat = flat_offset(ld.buffer, ld.indices)
                 step = coefficient(flat, var)
                 if not step:
                     continue                      # the address does not move along this loop

@@ -18,8 +18,7 @@ import math
 
 import numpy as np
 
-from ..loop.expr import (Binary, Call, Const, coefficient, depends_on, dtype_bytes, loads_of, simplify, binary,
-                         const, INDEX)
+from ..loop.expr import Binary, Call, Const, coefficient, depends_on, dtype_bytes, flat_offset, loads_of
 from ..loop.stmt import Allocate, For, If, Let, Prefetch, Seq, Store
 
 LEVELS = 5
@@ -36,13 +35,6 @@ LENGTH = len(NAMES)
 
 def _log(x: float) -> float:
     return math.log2(1.0 + max(0.0, float(x)))
-
-
-def _flat(ld_buffer, indices):
-    off = const(0, INDEX)
-    for i, s in zip(indices, ld_buffer.strides()):
-        off = binary("add", off, binary("mul", i, s))
-    return simplify(off)
 
 
 class _Collector:
@@ -130,7 +122,7 @@ class _Collector:
 
     def _access(self, buf, indices, loops, vvar, scale, is_load):
         if vvar is not None:
-            c = coefficient(_flat(buf, indices), vvar)
+            c = coefficient(flat_offset(buf, indices), vvar)
             kind = "contig" if c == 1 else "bcast" if c == 0 else "gather"
         else:
             kind = "bcast"

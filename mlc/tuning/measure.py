@@ -10,12 +10,15 @@ happens in one separate *runner* process, one candidate after another, so that
 
 Each candidate kernel sits in a module with ``mlc_bench(buffers, n)`` calling it n times:
 one native call per measurement, repeated until ``min_seconds`` of work, ``repeat``
-times; the cost is the fastest repeat.  A kernel with megabytes of weights is measured
-*cold* (:func:`weights_cold`): its constant inputs are flushed from every cache level
-before each call, as TVM's ``enable_cpu_cache_flush`` does, because inside a model whose
-weights exceed the caches that is where they come from; measured hot, the tuner would
-rank schedules by a speed they never reach in the model.  Inputs are seeded random data of the kernel's input
-shapes (packed per candidate), and the outputs are compared with the default schedule's.
+times; the cost is the fastest repeat.  Inputs are seeded random data of the kernel's
+input shapes (packed per candidate), and the outputs are compared with the default
+schedule's.
+
+A kernel with megabytes of weights is measured *cold* (:func:`weights_cold`): its
+constant inputs are flushed from every cache level before each call, as TVM's
+``enable_cpu_cache_flush`` does, because inside a model whose weights exceed the caches
+that is where they come from; measured warm, the tuner would rank schedules by a speed
+they never reach in the model.
 
 Executors: :class:`LocalExecutor` (processes on this machine) and, when dask.distributed
 is installed, :class:`DaskExecutor` (builds and runs on a cluster's workers).

@@ -25,7 +25,11 @@ class Task:
     desc: str
     ops: list
     space: object = None
-    cold: bool = False      # measured with its weights flushed from the caches
+
+    @property
+    def cold(self) -> bool:
+        """Measured with its weights flushed from the caches (see ``measure.weights_cold``)."""
+        return weights_cold(self.kernel)
 
     def __str__(self) -> str:
         return f"{self.desc} x{self.weight}"
@@ -53,7 +57,7 @@ def extract_tasks(graph, target, threads: int = 1) -> list:
             tasks[key].weight += 1
             continue
         ops = [(n.op, n.domain) for n in bk.nodes]
-        tasks[key] = Task(key, bk.kernel, 1, bk.kernel.flops(), describe(bk), ops, cold=weights_cold(bk.kernel))
+        tasks[key] = Task(key, bk.kernel, 1, bk.kernel.flops(), describe(bk), ops)
     for t in tasks.values():
         t.space = make_space(t.kernel, target, t.ops, threads)
     return list(tasks.values())
