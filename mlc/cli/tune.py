@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--strategy", choices=("model", "random"), default="model",
                    help="model-guided search (default) or random search")
     p.add_argument("--batch", type=positive("--batch"), default=32, help="candidates per round (default 32)")
+    p.add_argument("--confirm", type=int, default=5, metavar="N",
+                   help="at the end, re-time each task's N fastest schedules side by side "
+                        "(default 5; 0: off) so that the best is not merely the luckiest measurement")
     p.add_argument("--tune-threads", type=positive("--tune-threads"), default=1,
                    help="thread count to tune for (default 1: single-thread latency)")
     p.add_argument("--cluster", metavar="ADDRESS", default=None,
@@ -57,7 +60,7 @@ def run(args) -> int:
     result = mlc.tune(args.model, target=args.target, trials=args.trials, log=args.log,
                       time_budget=args.time_budget, input_shapes=parse_input_shapes(args.input_shape),
                       cluster=args.cluster, strategy=args.strategy, batch=args.batch, resume=args.resume,
-                      threads=args.tune_threads, progress=not args.quiet)
+                      threads=args.tune_threads, progress=not args.quiet, confirm=args.confirm)
     print(result.summary())
     if args.plot:
         plot_curve(result, args.plot)

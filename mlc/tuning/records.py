@@ -5,11 +5,14 @@ A record::
     {"v": 1, "key": <task key>, "target": <cpu:features>, "sched": [<steps>],
      "config": <knobs>, "cost": <fastest repeat, seconds, or null>, "costs": [...],
      "error": <null or message>, "flops": <int>, "features": [...],
-     "mlc": <version>, "time": <ISO timestamp>, "desc": <ops and shapes>, "cold": true?}
+     "mlc": <version>, "time": <ISO timestamp>, "desc": <ops and shapes>, "cold": true?,
+     "retimed": true?}
 
 ``cold`` marks a cost measured with the kernel's weights flushed from the caches (see
 ``measure.weights_cold``).  Cold and warm costs of one task are not comparable: where a
-task has cold records, only those compete for its best schedule.
+task has cold records, only those compete for its best schedule.  ``retimed`` marks a
+finalist of a tuning run timed again beside the other finalists; a schedule with several
+measurements is judged by their median (:func:`by_schedule`).
 
 Writing is append-only, one ``os.write`` of a whole line per record on a file opened with
 O_APPEND and held under an exclusive ``flock``: a tuner killed at any instant leaves every
@@ -18,11 +21,13 @@ do not parse (a torn last line, a hand edit) with a warning, never a crash.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import fcntl
 import glob
 import json
 import os
+import statistics
 import warnings
 from dataclasses import dataclass, field
 
@@ -57,6 +62,7 @@ class Record:
     mlc: str = ""
     time: str = ""
     cold: bool = False
+    retimed: bool = False             # a finalist timed again side by side (not a search trial)
 
     @property
     def ok(self) -> bool:
@@ -71,6 +77,8 @@ class Record:
             d["features"] = [round(float(x), 5) for x in self.features]
         if self.cold:
             d["cold"] = True
+        if self.retimed:
+            d["retimed"] = True
         return d
 
     @classmethod
@@ -78,7 +86,8 @@ class Record:
         return cls(key=d["key"], target=d["target"], sched=d["sched"], config=d.get("config"),
                    cost=d.get("cost"), costs=d.get("costs") or [], error=d.get("error"),
                    flops=int(d.get("flops") or 0), features=d.get("features"), desc=d.get("desc", ""),
-                   mlc=d.get("mlc", ""), time=d.get("time", ""), cold=bool(d.get("cold", False)))
+                   mlc=d.get("mlc", ""), time=d.get("time", ""), cold=bool(d.get("cold", False)),
+                   retimed=bool(d.get("retimed", False)))
 
 
 class RecordWriter:
@@ -192,46 +201,65 @@ class BestRecords:
 
 
 def load_best(paths: list, target_key: str, warn: bool = True) -> BestRecords:
-    best: dict = {}
+    """The best schedule per task among the records of ``paths`` for ``target_key``; a
+    schedule measured more than once is judged by its median (see :func:`by_schedule`)."""
+    usable = []
     other, incompatible = 0, 0
     for path in paths:
         for r in read_records(path, warn=warn):
             if r.target != target_key:
                 other += 1
-                continue
-            if not _compatible(r.mlc):
+            elif not _compatible(r.mlc):
                 incompatible += 1
-                continue
-            if not r.ok:
-                continue
-            cur = best.get(r.key)
-            if cur is None or _better(r, cur):
-                best[r.key] = r
+            else:
+                usable.append(r)
+    best = {key: groups[0][0] for key, groups in by_schedule(usable).items()}
     return BestRecords(best, other, incompatible, list(paths))
 
 
-def _better(r: Record, cur: Record) -> bool:
-    """Does ``r`` beat ``cur`` for the same task?  A cold measurement beats any warm one
-    (the warm one came from before the task was measured cold); otherwise the faster."""
-    if r.cold != cur.cold:
-        return r.cold
-    return r.cost < cur.cost
+def by_schedule(records) -> dict:
+    """Valid records grouped per task key and schedule: {key: [(summary, records), ...]},
+    best first.  ``summary`` is a copy of the group's latest record whose ``cost`` is the
+    median of the group's costs.
+
+    Why medians: one measurement on this kind of host is off by up to ~10% (clock and
+    neighbours), so the minimum over thousands of candidates is mostly the luckiest
+    measurement, not the fastest schedule.  The tuner re-times its finalists side by
+    side (``confirm`` in :func:`mlc.tuning.tuner.tune`), and a schedule measured several
+    times competes with its typical time.  A cold measurement beats any warm one (the
+    warm ones of a task came from before it was measured cold)."""
+    groups: dict = {}
+    for r in records:
+        if r.ok:
+            sched = json.dumps(r.sched, separators=(",", ":"))
+            groups.setdefault(r.key, {}).setdefault((r.target, r.cold, sched), []).append(r)
+    out = {}
+    for key, per_sched in groups.items():
+        ranked = []
+        for rs in per_sched.values():
+            summary = dataclasses.replace(rs[-1], cost=float(statistics.median(r.cost for r in rs)))
+            ranked.append((summary, rs))
+        ranked.sort(key=lambda g: (not g[0].cold, g[0].cost))
+        out[key] = ranked
+    return out
 
 
 def pick_best(paths: list, out: str, per_task: int = 16) -> int:
     """Distil logs into ``out``: for every (target, task key) the ``per_task`` fastest valid
-    records, features included (they warm-start the cost model of a later tuning run).
+    schedules (each with all its measurements), features included (they warm-start the
+    cost model of a later tuning run).
 
     What ``tuning_logs/`` ships: a tuning run's full log holds thousands of measurements,
     most of them of slow candidates no compile will ever apply.  Returns the number of
     records written; ``out`` is replaced atomically.
     """
-    groups: dict = {}
-    for path in paths:
-        for r in read_records(path):
-            if r.ok and _compatible(r.mlc):
-                groups.setdefault((r.target, r.key), []).append(r)
-    kept = [r for rs in groups.values() for r in sorted(rs, key=lambda r: (not r.cold, r.cost))[:per_task]]
+    records = [r for path in paths for r in read_records(path) if _compatible(r.mlc)]
+    per_target: dict = {}
+    for r in records:
+        per_target.setdefault(r.target, []).append(r)
+    # every measurement of a kept schedule is kept, so its median stays what it was
+    kept = [r for recs in per_target.values() for groups in by_schedule(recs).values()
+            for _, rs in groups[:per_task] for r in rs]
     tmp = f"{out}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         for r in kept:
