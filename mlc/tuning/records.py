@@ -11,8 +11,8 @@ A record::
 ``cold`` marks a cost measured with the kernel's weights flushed from the caches (see
 ``measure.weights_cold``).  Cold and warm costs of one task are not comparable: where a
 task has cold records, only those compete for its best schedule.  ``retimed`` marks a
-finalist of a tuning run timed again beside the other finalists; a schedule with several
-measurements is judged by their median (:func:`by_schedule`).
+finalist of a tuning run timed again beside the other finalists: re-timed schedules rank
+first, by the median of their measurements (:func:`by_schedule`).
 
 Writing is append-only, one ``os.write`` of a whole line per record on a file opened with
 O_APPEND and held under an exclusive ``flock``: a tuner killed at any instant leaves every
@@ -222,12 +222,14 @@ def by_schedule(records) -> dict:
     best first.  ``summary`` is a copy of the group's latest record whose ``cost`` is the
     median of the group's costs.
 
-    Why medians: one measurement on this kind of host is off by up to ~10% (clock and
+    Why: one measurement on this kind of host is off by up to ~10% (clock and
     neighbours), so the minimum over thousands of candidates is mostly the luckiest
     measurement, not the fastest schedule.  The tuner re-times its finalists side by
-    side (``confirm`` in :func:`mlc.tuning.tuner.tune`), and a schedule measured several
-    times competes with its typical time.  A cold measurement beats any warm one (the
-    warm ones of a task came from before it was measured cold)."""
+    side, in one window of time (``confirm`` in :func:`mlc.tuning.tuner.tune`): where a
+    task has re-timed schedules, they rank before the others, by the median of their
+    measurements (a single measurement from a faster minute would otherwise beat them).
+    A cold measurement beats any warm one (the warm ones of a task came from before it
+    was measured cold)."""
     groups: dict = {}
     for r in records:
         if r.ok:
@@ -239,7 +241,7 @@ def by_schedule(records) -> dict:
         for rs in per_sched.values():
             summary = dataclasses.replace(rs[-1], cost=float(statistics.median(r.cost for r in rs)))
             ranked.append((summary, rs))
-        ranked.sort(key=lambda g: (not g[0].cold, g[0].cost))
+        ranked.sort(key=lambda g: (not g[0].cold, not any(r.retimed for r in g[1]), g[0].cost))
         out[key] = ranked
     return out
 

@@ -15,7 +15,7 @@ The loop, per round:
 When the budget is spent, each task's finalists (its ``confirm`` fastest schedules) are
 re-timed side by side, interleaved, for a few rounds, and every re-timing is logged: one
 measurement is off by up to ~10% on a shared host, so the single fastest one is mostly
-the luckiest.  Logs judge a schedule measured several times by its median
+the luckiest.  The best is then the fastest finalist by median, wherever logs are read
 (:func:`~mlc.tuning.records.by_schedule`).
 
 Every task's default schedule is measured first: the baseline, and the reference output
@@ -48,6 +48,7 @@ class TaskState:
     search: object
     measured: dict = field(default_factory=dict)      # config -> median cost (None = error)
     samples: dict = field(default_factory=dict)       # config -> every valid cost measured
+    retimed: set = field(default_factory=set)         # finalists timed side by side
     reference: list | None = None
     default_cost: float | None = None
     best_cost: float = math.inf
@@ -67,8 +68,10 @@ class TaskState:
         self.measured[cfg] = float(np.median(self.samples[cfg]))
 
     def rebest(self) -> None:
-        """Best config and cost from the medians (after re-timing the finalists)."""
-        ok = [(v, c) for c, v in self.measured.items() if v is not None]
+        """Best config and cost after re-timing the finalists: the fastest of them by
+        median (a single measurement from another minute is not comparable)."""
+        ok = [(v, c) for c, v in self.measured.items() if v is not None
+              and (not self.retimed or c in self.retimed)]
         if ok:
             self.best_cost, self.best_config = min(ok, key=lambda vc: vc[0])
 
@@ -179,6 +182,8 @@ def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | N
                 if cfg is None:
                     continue
                 st.note(cfg, r.cost if r.ok else None)
+                if r.ok and r.retimed:
+                    st.retimed.add(cfg)
         st.rebest()
         states[t.key] = st
 
@@ -209,6 +214,7 @@ def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | N
                                     res.costs, res.error, t.flops, None, str(t), cold=t.cold, retimed=True))
                 if not res.error:
                     st.note(c, res.cost)
+                    st.retimed.add(c)
         st.rebest()
         st.default_cost = st.measured.get(default)
 
