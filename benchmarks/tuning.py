@@ -12,8 +12,8 @@ several k -- are built again and timed side by side, interleaved, in this proces
 many rounds; the median of each decides.  Random search's schedule is built twice and
 timed as two entries: how far apart the two copies land is the resolution of the
 verdict.  The smallest k whose schedule is random search's pick itself or at least as
-fast as it (and the smallest within that resolution) is the answer.  The logged curves are printed (and
-plotted) too.
+fast as it (and the smallest within that resolution) is the answer.  The logged curves
+are printed (and plotted) too.
 
 Two tasks of ResNet-18 by default: the 7x7 stem convolution (the most room between the
 default schedule and the best) and a 3x3 convolution of layer 1 with its residual add.
@@ -97,6 +97,8 @@ def compare(model, task: str, n_random: int, seed: int, logdir: str, plot: str |
     print("fastest single measurement as logged by each run (minutes apart; the luckiest draw, not the typical)")
     print(table(rows, ["trials", "random best ms", "model-guided best ms"]))
     t_random = timed["random"]
+    # the same schedule as random search's pick has reached it, whatever the timer says
+    same = {k for k in ks if g_sel[k].sched == r_sel.sched}
     resolution = abs(timed["random (copy)"] / t_random - 1.0)
     print(f"\nre-timed side by side (median of 25 interleaved rounds; the two copies of random search's "
           f"pick differ by {resolution * 100:.1f}%):")
@@ -107,10 +109,8 @@ def compare(model, task: str, n_random: int, seed: int, logdir: str, plot: str |
     for k in ks:
         t = timed[f"guided@{k}"]
         rows.append([f"model-guided, selected after {k}", f"{t * 1e3:.4f}", f"{flops / t / 1e9:.1f}",
-                     f"{t / t_random:.3f}", "yes" if g_sel[k].sched == r_sel.sched else ""])
+                     f"{t / t_random:.3f}", "yes" if k in same else ""])
     print(table(rows, ["schedule", "ms", "GFLOP/s", "vs random", "same schedule as random's"]))
-    # the same schedule as random search's pick has reached it, whatever the timer says
-    same = {k for k in ks if g_sel[k].sched == r_sel.sched}
     reached = next((k for k in ks if k in same or timed[f"guided@{k}"] <= t_random), None)
     within = next((k for k in ks if k in same or timed[f"guided@{k}"] <= t_random * (1 + resolution)), None)
     more = f"more than {n_guided}"

@@ -118,6 +118,8 @@ def test_tuning_retimes_each_tasks_finalists_side_by_side(tmp_path):
     log0 = str(tmp_path / "none.jsonl")
     mlc.tune(model, trials=4, log=log0, batch=4, progress=False, resume=False, confirm=0)
     assert not any(r.retimed for r in read_records(log0))
+    with pytest.raises(mlc.errors.TuningError, match="confirm must be >= 0"):
+        mlc.tune(model, trials=4, log=log0, progress=False, confirm=-1)
 
 
 def test_cold_costs_replace_warm_ones_of_the_same_task(tmp_path):

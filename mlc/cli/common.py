@@ -160,13 +160,14 @@ def median_ms(fn, repeat: int, warmup: int) -> float:
     return float(np.median(times)) * 1e3
 
 
-def positive(name: str):
+def positive(name: str, minimum: int = 1):
+    """argparse type: an integer >= ``minimum`` (1 unless a count may be zero)."""
     def conv(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {v}")
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {v}")
         return v
     return conv

@@ -41,7 +41,7 @@ def register(sub) -> None:
     p.add_argument("--strategy", choices=("model", "random"), default="model",
                    help="model-guided search (default) or random search")
     p.add_argument("--batch", type=positive("--batch"), default=32, help="candidates per round (default 32)")
-    p.add_argument("--confirm", type=int, default=5, metavar="N",
+    p.add_argument("--confirm", type=positive("--confirm", minimum=0), default=5, metavar="N",
                    help="at the end, re-time each task's N fastest schedules side by side "
                         "(default 5; 0: off) so that the best is not merely the luckiest measurement")
     p.add_argument("--tune-threads", type=positive("--tune-threads"), default=1,

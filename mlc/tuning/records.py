@@ -218,8 +218,8 @@ def load_best(paths: list, target_key: str, warn: bool = True) -> BestRecords:
 
 
 def by_schedule(records) -> dict:
-    """Valid records grouped per task key and schedule: {key: [(summary, records), ...]},
-    best first.  ``summary`` is a copy of the group's latest record whose ``cost`` is the
+    """Valid records (of one target) grouped per task key and schedule:
+    {key: [(summary, records), ...]}, best first.  ``summary`` is a copy of the group's latest record whose ``cost`` is the
     median of the group's costs.
 
     Why: one measurement on this kind of host is off by up to ~10% (clock and
@@ -234,7 +234,7 @@ def by_schedule(records) -> dict:
     for r in records:
         if r.ok:
             sched = json.dumps(r.sched, separators=(",", ":"))
-            groups.setdefault(r.key, {}).setdefault((r.target, r.cold, sched), []).append(r)
+            groups.setdefault(r.key, {}).setdefault((r.cold, sched), []).append(r)
     out = {}
     for key, per_sched in groups.items():
         ranked = []
@@ -255,10 +255,11 @@ def pick_best(paths: list, out: str, per_task: int = 16) -> int:
     most of them of slow candidates no compile will ever apply.  Returns the number of
     records written; ``out`` is replaced atomically.
     """
-    records = [r for path in paths for r in read_records(path) if _compatible(r.mlc)]
     per_target: dict = {}
-    for r in records:
-        per_target.setdefault(r.target, []).append(r)
+    for path in paths:
+        for r in read_records(path):
+            if _compatible(r.mlc):
+                per_target.setdefault(r.target, []).append(r)
     # every measurement of a kept schedule is kept, so its median stays what it was
     kept = [r for recs in per_target.values() for groups in by_schedule(recs).values()
             for _, rs in groups[:per_task] for r in rs]

@@ -69,7 +69,8 @@ class TaskState:
 
     def rebest(self) -> None:
         """Best config and cost after re-timing the finalists: the fastest of them by
-        median (a single measurement from another minute is not comparable)."""
+        median (a single measurement from another minute is not comparable; the same
+        rule as :func:`~mlc.tuning.records.by_schedule` applies to logs)."""
         ok = [(v, c) for c, v in self.measured.items() if v is not None
               and (not self.retimed or c in self.retimed)]
         if ok:
@@ -156,6 +157,8 @@ def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | N
         tasks = [t for t in tasks if tasks_filter(t)]
     if not tasks:
         raise TuningError("the model has no kernels to tune")
+    if confirm < 0:
+        raise TuningError(f"confirm must be >= 0 finalists per task, got {confirm}")
     writer = RecordWriter(log)
     cost_model = CostModel(seed)
     previous = read_records(log) if resume and os.path.exists(log) else []
@@ -296,8 +299,8 @@ def tune(model, target: "str | Target" = "x86", trials: int = 2000, log: str | N
             if st.stale_batches >= patience or len(st.measured) >= st.task.space.size:
                 st.converged = True
             cost_model.fit()
-        for st in states.values():
-            if confirm > 1:
+        if confirm > 0:
+            for st in states.values():
                 confirm_finalists(st, confirm)
     finally:
         prog.close()
